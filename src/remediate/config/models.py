@@ -1,0 +1,428 @@
+"""The whole configuration as frozen pydantic models (extra keys are errors).
+
+Every section has the seeds' conservative defaults, so an empty file, or no
+file at all, gives a working setup: the seed's nine routes, its safety numbers
+and service overrides, SQLite state under the XDG state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- safety ---------------------------------------------------------------------------
+
+
+class Idempotency(Model):
+    """An alert key seen within the window executes once."""
+
+    window_minutes: float = Field(5, ge=0)
+    key_fields: tuple[str, ...] = ("alertname", "instance", "service")
+
+
+class RateLimitRule(Model):
+    """An extra sliding-window limit keyed by any of: playbook, alertname, source, labels.X.
+
+    Example: at most 2 executions per playbook and instance per hour, so one
+    flapping host cannot spend the whole fleet's budget.
+    """
+
+    name: Name
+    key: tuple[str, ...] = Field(min_length=1)
+    max_executions: int = Field(ge=0)
+    window_minutes: float = Field(60, gt=0)
+
+    @field_validator("key")
+    @classmethod
+    def _known_key_parts(cls, key: tuple[str, ...]) -> tuple[str, ...]:
+        for part in key:
+            if part not in {"playbook", "alertname", "source", "target"} and not re.fullmatch(
+                r"labels\.[A-Za-z_][A-Za-z0-9_]*", part
+            ):
+                raise ValueError(
+                    f"unknown key part {part!r}: use playbook, alertname, source, target "
+                    "or labels.NAME"
+                )
+        return key
+
+
+class RateLimits(Model):
+    max_executions_per_hour: int = Field(5, ge=0)
+    max_executions_per_alert: int = Field(3, ge=0)
+    cooldown_minutes: float = Field(15, ge=0)
+    rules: tuple[RateLimitRule, ...] = ()
+
+
+class CircuitBreaker(Model):
+    failure_threshold: int = Field(3, ge=1)
+    reset_timeout_minutes: float = Field(30, ge=0)
+
+
+class Safety(Model):
+    idempotency: Idempotency = Idempotency()
+    rate_limits: RateLimits = RateLimits()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    confidence_threshold: float = Field(90, ge=0, le=100)
+    service_overrides: tuple[str, ...] = (
+        "traefik",
+        "authelia",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "loki",
+    )
+    override_labels: tuple[str, ...] = ("service", "name", "container")
+    approval_ttl_minutes: float = Field(60, gt=0)
+    # An execution whose lease is this long past its timeout is declared interrupted.
+    lease_grace_seconds: float = Field(60, ge=0)
+
+
+# --- routes ---------------------------------------------------------------------------
+
+
+class Route(Model):
+    """Alert name -> playbook (or chain). `playbook: null` means investigation only."""
+
+    alert: str = Field(min_length=1)
+    playbook: Name | None = None
+    chain: Name | None = None
+    confidence: float = Field(0, ge=0, le=100)
+    priority: Literal["low", "medium", "high", "critical"] = "medium"
+    requires_confirmation: bool = False
+    parameters: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Route:
+        if self.playbook and self.chain:
+            raise ValueError("a route names a playbook or a chain, not both")
+        return self
+
+    @property
+    def target(self) -> str | None:
+        return self.playbook or self.chain
+
+
+# --- services -------------------------------------------------------------------------
+
+
+class HealthCheck(Model):
+    command: tuple[str, ...] | None = None
+    http: str | None = None
+    tcp: int | None = Field(None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    timeout_seconds: float = Field(5, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HealthCheck:
+        given = [x for x in (self.command, self.http, self.tcp) if x is not None]
+        if len(given) != 1:
+            raise ValueError("a health check has exactly one of: command, http, tcp")
+        return self
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from 1048576, "512MiB", "2G", "1.5GiB"."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"not a size: {value!r} (examples: 512MiB, 2G, 1048576)")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper().rstrip("B")
+    if unit.endswith("I"):
+        return int(number * 1024 ** ("KMGT".index(unit[0]) + 1))
+    return int(number * _UNITS[unit])
+
+
+class Service(Model):
+    name: Name
+    manager: Literal["podman", "docker", "systemd"] = "podman"
+    container: str | None = None
+    unit: str | None = None
+    health_check: HealthCheck | None = None
+    depends_on: tuple[Name, ...] = ()
+    memory_budget: int | None = None
+    image: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    ports: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None
+    memory_limit: int | None = None
+
+    @field_validator("memory_budget", "memory_limit", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, int | str) else value
+
+
+# --- playbooks ------------------------------------------------------------------------
+
+
+class Parameter(Model):
+    """A typed, validated parameter of a command playbook."""
+
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    description: str = ""
+    required: bool = False
+    default: str | int | float | bool | None = None
+    pattern: str | None = None
+    choices: tuple[str | int | float, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int = Field(256, ge=1)
+    # A value that starts with "-" could be read as an option by the command.
+    allow_leading_dash: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"pattern does not compile: {error}") from None
+        return pattern
+
+
+class Retries(Model):
+    attempts: int = Field(1, ge=1, le=10)
+    backoff_seconds: float = Field(1, ge=0)
+    multiplier: float = Field(2, ge=1)
+    max_backoff_seconds: float = Field(60, ge=0)
+    jitter: bool = True
+    # Only these outcomes are treated as transient and retried.
+    on: tuple[Literal["failure", "timeout"], ...] = ("failure",)
+
+
+class CommandStep(Model):
+    name: Name
+    argv: tuple[str, ...] = Field(min_length=1)
+    timeout: float | None = Field(None, gt=0)
+    allow_failure: bool = False
+
+
+class CommandPlaybook(Model):
+    """A playbook written in YAML: argv steps with validated parameters, never a shell string."""
+
+    name: Name
+    description: str = ""
+    risk: Literal["low", "medium", "high"] = "medium"
+    requires_confirmation: bool = False
+    timeout: float = Field(300, gt=0)
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    steps: tuple[CommandStep, ...] = Field(min_length=1)
+    verify: tuple[CommandStep, ...] = ()
+    rollback: tuple[CommandStep, ...] = ()
+    retries: Retries = Retries()
+    target_parameter: str | None = None
+
+    @model_validator(mode="after")
+    def _placeholders_are_declared(self) -> CommandPlaybook:
+        from remediate.playbooks.template import placeholders
+
+        for group in ("steps", "verify", "rollback"):
+            for step in getattr(self, group):
+                for arg in step.argv:
+                    for name in placeholders(arg):
+                        if name not in self.parameters:
+                            raise ValueError(
+                                f"{group} {step.name!r} uses {{{name}}}, "
+                                "which is not a declared parameter"
+                            )
+        if self.target_parameter and self.target_parameter not in self.parameters:
+            raise ValueError(f"target_parameter {self.target_parameter!r} is not a parameter")
+        return self
+
+
+class Playbooks(Model):
+    directories: tuple[Path, ...] = ()
+    commands: tuple[CommandPlaybook, ...] = ()
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default_timeout: float = Field(300, gt=0)
+
+
+# --- chains ---------------------------------------------------------------------------
+
+
+class ChainStep(Model):
+    name: Name
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    timeout: float | None = Field(None, gt=0)
+    condition: str | None = None
+    on_failure: Literal["skip", "abort", "continue"] | None = None
+
+
+class Chain(Model):
+    name: Name
+    description: str = ""
+    risk_level: Literal["low", "medium", "high"] = "medium"
+    requires_confirmation: bool = False
+    playbooks: tuple[ChainStep, ...] = Field(min_length=1)
+    execution_strategy: Literal["sequential"] = "sequential"
+    strategy: Literal["continue-on-error", "stop-on-failure", "rollback-on-failure"] = (
+        "stop-on-failure"
+    )
+    max_duration: float = Field(900, gt=0)
+
+
+# --- schedules, notifications, outside services ---------------------------------------
+
+
+class Schedule(Model):
+    name: Name
+    playbook: Name | None = None
+    chain: Name | None = None
+    task: Literal["observe", "monthly-report"] | None = None
+    calendar: str = Field(min_length=1)
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # A schedule is an operator's standing decision: it confirms playbooks that require it.
+    confirmed: bool = False
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Schedule:
+        targets = [x for x in (self.playbook, self.chain, self.task) if x]
+        if len(targets) != 1:
+            raise ValueError("a schedule names exactly one of: playbook, chain, task")
+        return self
+
+
+class Schedules(Model):
+    runner: Literal["systemd", "embedded"] = "systemd"
+    items: tuple[Schedule, ...] = ()
+
+
+class Notifications(Model):
+    urls: tuple[str, ...] = ()
+    on: tuple[Literal["escalated", "failure", "success", "blocked"], ...] = (
+        "escalated",
+        "failure",
+    )
+
+
+class Endpoint(Model):
+    url: str | None = None
+    timeout_seconds: float = Field(10, gt=0)
+
+
+# --- where things live ----------------------------------------------------------------
+
+
+def xdg_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "remediate"
+
+
+def xdg_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "remediate"
+
+
+class State(Model):
+    directory: Path | None = None
+    url: str | None = None
+    audit_log: Path | None = None
+    busy_timeout_seconds: float = Field(5, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+            raise ValueError("state.url must start with sqlite:// or postgresql://")
+        return url
+
+    def resolved_directory(self) -> Path:
+        return self.directory or xdg_state_dir()
+
+    def resolved_url(self) -> str:
+        return self.url or f"sqlite:///{self.resolved_directory() / 'remediate.db'}"
+
+    def resolved_audit_log(self) -> Path:
+        return self.audit_log or self.resolved_directory() / "decisions.jsonl"
+
+
+class Metrics(Model):
+    # node-exporter textfile; "" turns it off. Default: <state dir>/remediate.prom
+    textfile: Path | None = None
+    enabled_textfile: bool = True
+    duration_buckets: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1800)
+
+
+class Server(Model):
+    bind: str = "127.0.0.1"
+    port: int = Field(9096, ge=0, le=65535)
+    token: str | None = None
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class Settings(Model):
+    """The whole configuration. `Settings()` is the built-in default."""
+
+    state: State = State()
+    metrics: Metrics = Metrics()
+    server: Server = Server()
+    safety: Safety = Safety()
+    routes: tuple[Route, ...] = Field(default_factory=lambda: _default("routes"))
+    services: tuple[Service, ...] = ()
+    playbooks: Playbooks = Playbooks()
+    chains: tuple[Chain, ...] = Field(default_factory=lambda: _default("chains"))
+    schedules: Schedules = Field(default_factory=lambda: _default("schedules"))
+    notifications: Notifications = Notifications()
+    prometheus: Endpoint = Endpoint()
+    alertmanager: Endpoint = Endpoint()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for section, items, key in (
+            ("routes", self.routes, "alert"),
+            ("services", self.services, "name"),
+            ("chains", self.chains, "name"),
+            ("playbooks.commands", self.playbooks.commands, "name"),
+        ):
+            seen: set[str] = set()
+            for item in items:
+                value = getattr(item, key)
+                if value in seen:
+                    raise ValueError(f"{section}: {key} {value!r} appears twice")
+                seen.add(value)
+        return self
+
+    def route_for(self, alertname: str) -> Route | None:
+        for route in self.routes:
+            if route.alert == alertname:
+                return route
+        return None
+
+    def service(self, name: str) -> Service | None:
+        for service in self.services:
+            if service.name == name:
+                return service
+        return None
+
+    def textfile_path(self) -> Path | None:
+        if not self.metrics.enabled_textfile:
+            return None
+        return self.metrics.textfile or self.state.resolved_directory() / "remediate.prom"
+
+
+def _default(section: str) -> Any:
+    from remediate.config.defaults import DEFAULTS
+
+    return DEFAULTS[section]

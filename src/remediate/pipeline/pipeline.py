@@ -1,0 +1,384 @@
+"""Request -> Gate -> Runner -> Record: the one path every trigger takes.
+
+    pipeline = Pipeline(settings, store, registry, clock=SystemClock())
+    decision = pipeline.decide(Request("disk-cleanup", source="webhook", ...))
+    if decision.execution_id:
+        report = pipeline.execute(decision.execution_id)
+
+`decide` runs the gate and records the decision (and, when admitted, a queued
+execution) in one serialized transaction; `execute` takes the lease, plans,
+executes, verifies and records. The webhook answers after `decide`; the CLI
+calls `run`, which does both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from remediate.clock import Clock
+from remediate.config.models import Settings
+from remediate.errors import RemediateError, UsageError
+from remediate.pipeline.audit import AuditLog, entry
+from remediate.pipeline.checks import Check, CheckInput, default_checks
+from remediate.pipeline.request import Decision, Request, Verdict
+from remediate.playbooks.base import Context, Plan, Playbook, PlaybookTimeout, Result, excerpt
+from remediate.playbooks.registry import Registry
+from remediate.store import GateView, Store
+from remediate.store.store import owner_id
+from remediate.system.process import ProcessRunner, run_process
+
+
+@dataclass(frozen=True)
+class Report:
+    """An execution's outcome, after the record is written."""
+
+    execution_id: int
+    decision_id: int
+    playbook: str
+    status: str
+    summary: str
+    duration: float
+    attempts: int
+    result: Result | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `--dry-run` shows: the gate's verdict now and the exact plan."""
+
+    playbook: str
+    target: str
+    verdict: Verdict
+    plan: Plan
+
+
+def idempotency_key(request: Request, fields: tuple[str, ...]) -> str | None:
+    if request.alert is None:
+        return None
+    labels = dict(request.alert.labels)
+    labels.setdefault("alertname", request.alert.name)
+    return "|".join(f"{name}={labels.get(name, '')}" for name in fields)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: Registry,
+        *,
+        clock: Clock,
+        process_runner: ProcessRunner = run_process,
+        checks: list[Check] | None = None,
+        audit: AuditLog | None = None,
+        after_record: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.process_runner = process_runner
+        self.checks = checks if checks is not None else default_checks()
+        self.audit = audit or AuditLog(settings.state.resolved_audit_log())
+        self.after_record = after_record
+        self.sleep = sleep
+
+    # --- gate -------------------------------------------------------------------------
+
+    def _resolve(self, request: Request) -> tuple[Request, Playbook, BaseModel, str]:
+        """Find the playbook and validate the parameters; its own confirmation need joins in."""
+        playbook = self.registry.get(request.playbook)
+        params = playbook.parse_parameters(request.parameters)
+        if playbook.requires_confirmation and not request.requires_confirmation:
+            request = dataclasses.replace(request, requires_confirmation=True)
+        return request, playbook, params, playbook.target(params)
+
+    def _verdict(self, request: Request, view: GateView, target: str, risk: str) -> Verdict:
+        given = CheckInput(
+            request=request,
+            settings=self.settings,
+            view=view,
+            now=self.clock.now(),
+            target=target,
+            idempotency_key=idempotency_key(request, self.settings.safety.idempotency.key_fields),
+            risk=risk,
+        )
+        for check in self.checks:
+            verdict = check(given)
+            if verdict.action != "allow":
+                return verdict
+        return Verdict.allow()
+
+    def preview(self, request: Request) -> Preview:
+        """The dry run: gate verdict (nothing recorded) and the plan (nothing executed)."""
+        request, playbook, params, target = self._resolve(request)
+        with self.store.reading() as connection:
+            verdict = self._verdict(request, GateView(connection), target, playbook.risk)
+        ctx = self._context(playbook, dry_run=True)
+        return Preview(playbook.name, target, verdict, playbook.plan(ctx, params))
+
+    def decide(self, request: Request) -> Decision:
+        """Gate the request and record the decision; admitted ones get a queued execution.
+
+        A request from an automatic trigger whose playbook or parameters do not
+        validate is recorded as blocked with the reason; a manual one raises.
+        """
+        try:
+            request, playbook, _params, target = self._resolve(request)
+            risk = playbook.risk
+            invalid: Verdict | None = None
+        except UsageError as error:
+            if not request.automatic:
+                raise
+            target, risk = "-", "high"
+            invalid = Verdict.block("parameters", error.message)
+        with self.store.gate_transaction() as view:
+            now = self.clock.now()
+            verdict = invalid or self._verdict(request, view, target, risk)
+            key = idempotency_key(request, self.settings.safety.idempotency.key_fields)
+            request_id = Store.insert_request(view, _request_row(request, now))
+            action = {"allow": "execute", "block": "block", "escalate": "escalate"}[verdict.action]
+            reason = verdict.reason or (
+                "forced by operator" if request.forced else "all checks passed"
+            )
+            decision_id = Store.insert_decision(
+                view,
+                {
+                    "request_id": request_id,
+                    "created_at": now,
+                    "source": request.source,
+                    "playbook": request.playbook,
+                    "alertname": request.alert.name if request.alert else None,
+                    "target": target,
+                    "action": action,
+                    "check_name": verdict.check or None,
+                    "reason": reason,
+                    "confidence": request.confidence,
+                    "forced": request.forced,
+                },
+            )
+            execution_id = approval_id = None
+            if action == "execute":
+                from remediate.pipeline.checks.rate_limit import rule_keys
+
+                given = CheckInput(request, self.settings, view, now, target, key, risk)
+                execution_id = Store.insert_execution(
+                    view,
+                    {
+                        "decision_id": decision_id,
+                        "attempt": 1,
+                        "playbook": request.playbook,
+                        "target": target,
+                        "source": request.source,
+                        "alertname": request.alert.name if request.alert else None,
+                        "idempotency_key": key,
+                        "forced": request.forced,
+                        "admitted_at": now,
+                        "status": "queued",
+                    },
+                    rule_keys(given),
+                )
+            elif action == "escalate":
+                approval_id = Store.insert_approval(
+                    view,
+                    decision_id=decision_id,
+                    request_id=request_id,
+                    now=now,
+                    expires_at=now + self.settings.safety.approval_ttl_minutes * 60,
+                )
+        decision = Decision(
+            id=decision_id,
+            action=action,  # type: ignore[arg-type]
+            playbook=request.playbook,
+            reason=reason,
+            check=verdict.check,
+            execution_id=execution_id,
+            request_id=request_id,
+            approval_id=approval_id,
+            target=target,
+        )
+        if execution_id is None:
+            self.audit.append(
+                entry(
+                    decision_id=decision_id,
+                    timestamp=now,
+                    source=request.source,
+                    playbook=request.playbook,
+                    alert=request.alert.name if request.alert else None,
+                    parameters=dict(request.parameters),
+                    action=action,
+                    reason=reason,
+                    check=verdict.check,
+                    confidence=request.confidence,
+                    forced=request.forced,
+                )
+            )
+            self._after_record()
+        return decision
+
+    # --- runner -----------------------------------------------------------------------
+
+    def _context(self, playbook: Playbook, *, dry_run: bool = False) -> Context:
+        return Context(
+            settings=self.settings,
+            runner=self.process_runner,
+            clock=self.clock,
+            deadline=time.monotonic() + playbook.timeout,
+            dry_run=dry_run,
+        )
+
+    def _attempt(self, playbook: Playbook, params: BaseModel) -> Result:
+        ctx = self._context(playbook)
+        try:
+            plan = playbook.plan(ctx, params)
+            result = playbook.execute(ctx, plan, params)
+            return playbook.verify(ctx, params, result)
+        except PlaybookTimeout as error:
+            return Result("timeout", str(error), tuple(ctx.log))
+        except RemediateError as error:
+            return Result("failure", error.message, tuple(ctx.log))
+        except Exception as error:  # a playbook bug is recorded as a failure, never a crash
+            return Result("failure", f"{type(error).__name__}: {error}", tuple(ctx.log))
+
+    def execute(self, execution_id: int) -> Report:
+        """Run an admitted execution: lease, plan, execute, verify, retry, record."""
+        owner = owner_id()
+        self.store.sweep_interrupted(now=self.clock.now())
+        row = self.store.execution_with_request(execution_id)
+        playbook = self.registry.get(row["playbook"])
+        params = playbook.parse_parameters(row["parameters"] or {})
+        lease_key = f"{row['playbook']}:{row['target']}"
+        grace = self.settings.safety.lease_grace_seconds
+        now = self.clock.now()
+        holder = self.store.claim(
+            execution_id,
+            lease_key=lease_key,
+            owner=owner,
+            now=now,
+            expires_at=now + playbook.timeout + grace,
+        )
+        if holder is not None:
+            result = Result(
+                "skipped",
+                f"execution {holder} of {row['playbook']} on {row['target']} is already running",
+            )
+            self.store.finish(
+                execution_id, status="skipped", finished_at=now, values={"summary": result.summary}
+            )
+            return self._record(row, execution_id, result, attempts=1)
+        retries = playbook.retries
+        attempt, current_id = 1, execution_id
+        while True:
+            result = self._attempt(playbook, params)
+            retry = result.status in retries.on and attempt < retries.attempts
+            self.store.finish(
+                current_id,
+                status=result.status,
+                finished_at=self.clock.now(),
+                values=_result_values(result),
+                impacts=[
+                    {"kind": impact.kind, "subject": impact.subject, "value": impact.value}
+                    for impact in result.impacts
+                ],
+                release_lease=not retry,
+            )
+            if not retry:
+                break
+            delay = min(
+                retries.backoff_seconds * retries.multiplier ** (attempt - 1),
+                retries.max_backoff_seconds,
+            )
+            if retries.jitter:
+                delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+            self.sleep(delay)
+            attempt += 1
+            now = self.clock.now()
+            current_id = self.store.add_attempt(
+                current_id, now=now, owner=owner, expires_at=now + playbook.timeout + grace
+            )
+        return self._record(row, current_id, result, attempts=attempt)
+
+    def _record(
+        self, row: Mapping[str, Any], execution_id: int, result: Result, *, attempts: int
+    ) -> Report:
+        stored = self.store.execution(execution_id) or {}
+        duration = float(stored.get("duration_seconds") or 0.0)
+        self.audit.append(
+            entry(
+                decision_id=row["decision_id"],
+                timestamp=stored.get("finished_at") or self.clock.now(),
+                source=row["source"],
+                playbook=row["playbook"],
+                alert=row["alertname"],
+                parameters=row["parameters"],
+                action="execute",
+                reason=row["reason"],
+                status=result.status,
+                execution_id=execution_id,
+                confidence=row["confidence"],
+                stdout=result.stdout,
+                stderr=result.stderr,
+                duration_s=duration,
+                forced=row["forced"],
+            )
+        )
+        self._after_record()
+        return Report(
+            execution_id=execution_id,
+            decision_id=row["decision_id"],
+            playbook=row["playbook"],
+            status=result.status,
+            summary=result.summary,
+            duration=duration,
+            attempts=attempts,
+            result=result,
+        )
+
+    def _after_record(self) -> None:
+        if self.after_record is not None:
+            self.after_record()
+
+    def run(self, request: Request) -> tuple[Decision, Report | None]:
+        """Decide, and when admitted execute now: the CLI's path."""
+        decision = self.decide(request)
+        if decision.execution_id is None:
+            return decision, None
+        return decision, self.execute(decision.execution_id)
+
+
+def _request_row(request: Request, now: float) -> dict[str, Any]:
+    alert = request.alert
+    return {
+        "created_at": now,
+        "source": request.source,
+        "playbook": request.playbook,
+        "parameters": dict(request.parameters),
+        "alertname": alert.name if alert else None,
+        "fingerprint": alert.fingerprint if alert else None,
+        "labels": dict(alert.labels) if alert else None,
+        "annotations": dict(alert.annotations) if alert else None,
+        "alert_starts_at": alert.starts_at if alert else None,
+        "confidence": request.confidence,
+        "forced": request.forced,
+        "dry_run": request.dry_run,
+        "chain_run_id": request.chain_run_id,
+    }
+
+
+def _result_values(result: Result) -> dict[str, Any]:
+    return {
+        "summary": result.summary,
+        "root_cause": result.root_cause,
+        "stdout": excerpt(result.stdout),
+        "stderr": excerpt(result.stderr),
+        "actions": list(result.actions),
+        "details": dict(result.details) or None,
+    }

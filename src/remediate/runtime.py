@@ -1,0 +1,78 @@
+"""Wiring: settings -> store, registry, pipeline, metrics. One place builds the object graph."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from remediate.clock import Clock, SystemClock
+from remediate.config.models import Settings
+from remediate.pipeline.pipeline import Pipeline
+from remediate.playbooks.registry import Registry
+from remediate.store import Store
+
+log = logging.getLogger("remediate")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    registry: Registry
+    clock: Clock
+    config_path: Path | None = None
+    _metrics: CollectorRegistry | None = field(default=None, repr=False)
+    _pipeline: Pipeline | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, config_path: Path | None = None, clock: Clock | None = None
+    ) -> Runtime:
+        store = Store.open(
+            settings.state.resolved_url(), busy_timeout=settings.state.busy_timeout_seconds
+        )
+        return cls(
+            settings=settings,
+            store=store,
+            registry=Registry.from_settings(settings),
+            clock=clock or SystemClock(),
+            config_path=config_path,
+        )
+
+    @property
+    def metrics(self) -> CollectorRegistry:
+        if self._metrics is None:
+            from remediate.metrics import registry_for
+
+            self._metrics = registry_for(self.store, self.settings, self.clock)
+        return self._metrics
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            self._pipeline = Pipeline(
+                self.settings,
+                self.store,
+                self.registry,
+                clock=self.clock,
+                after_record=self.write_textfile,
+            )
+        return self._pipeline
+
+    def write_textfile(self) -> None:
+        """Refresh the node-exporter textfile; a failure here never loses the record."""
+        path = self.settings.textfile_path()
+        if path is None:
+            return
+        from remediate.metrics import write_textfile
+
+        try:
+            write_textfile(self.metrics, path)
+        except OSError as error:
+            log.warning("could not write metrics textfile %s: %s", path, error)
+
+    def close(self) -> None:
+        self.store.close()

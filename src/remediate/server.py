@@ -1,0 +1,72 @@
+"""`remediate serve`: uvicorn (uvloop, httptools) around the Starlette app."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+from remediate.config.models import Settings
+from remediate.errors import UsageError
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(settings: Settings, token_file: Path | None) -> str | None:
+    if token_file is not None:
+        try:
+            return token_file.read_text().strip() or None
+        except OSError as error:
+            raise UsageError(f"cannot read --token-file {token_file}: {error.strerror}") from None
+    return os.environ.get("REMEDIATE_WEBHOOK_TOKEN") or settings.server.token
+
+
+def serve(
+    settings: Settings,
+    *,
+    config_path: Path | None = None,
+    bind: str | None = None,
+    port: int | None = None,
+    token_file: Path | None = None,
+) -> None:
+    import uvicorn
+
+    from remediate.runtime import Runtime
+    from remediate.web.app import create_app
+
+    host = bind or settings.server.bind
+    token = resolve_token(settings, token_file)
+    if not is_loopback(host) and not token:
+        raise UsageError(
+            f"refusing to bind {host} without a webhook token: set server.token, "
+            "$REMEDIATE_WEBHOOK_TOKEN or --token-file, or bind 127.0.0.1"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    runtime = Runtime.build(settings, config_path=config_path)
+    interrupted = runtime.store.sweep_interrupted(now=runtime.clock.now())
+    if interrupted:
+        logging.getLogger("remediate").warning(
+            "marked %d execution(s) interrupted: %s", len(interrupted), interrupted
+        )
+    runtime.write_textfile()
+    try:
+        uvicorn.run(
+            create_app(runtime),
+            host=host,
+            port=settings.server.port if port is None else port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        runtime.close()

@@ -1,0 +1,624 @@
+"""Queries and writes on the store, shared by every trigger.
+
+Gate decisions are serialized across processes: on SQLite a gate transaction
+starts with BEGIN IMMEDIATE (one writer at a time), on PostgreSQL it takes a
+transaction-level advisory lock. So two triggers deciding at the same moment
+see each other's admissions, and a limit is never overrun by a race.
+
+    >>> store = Store.open("sqlite:////tmp/remediate.db")
+    >>> with store.gate_transaction() as view:
+    ...     view.count_admitted(since=0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+
+from remediate.errors import StoreError
+from remediate.store import tables as t
+
+# The newest migration in store/migrations/versions; a test keeps the two in step.
+SCHEMA_HEAD = "0001"
+_GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
+
+FAILED = ("failure", "timeout")
+FINISHED = ("success", "failure", "timeout", "skipped", "interrupted")
+
+
+def owner_id() -> str:
+    """Who holds a lease: host and pid, so a dead holder on this host is seen at once."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    admitted_at: float
+    finished_at: float | None
+
+
+class GateView:
+    """The reads the gate checks make, inside one serialized transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def _scalar(self, query: sa.Select[Any]) -> Any:
+        return self.connection.execute(query).scalar()
+
+    def count_admitted(
+        self, *, since: float, playbook: str | None = None, alertname: str | None = None
+    ) -> int:
+        e = t.executions
+        query = sa.select(sa.func.count()).select_from(e).where(e.c.admitted_at >= since)
+        query = query.where(e.c.attempt == 1)
+        if playbook is not None:
+            query = query.where(e.c.playbook == playbook)
+        if alertname is not None:
+            query = query.where(e.c.alertname == alertname)
+        return int(self._scalar(query) or 0)
+
+    def count_rule(self, *, rule: str, key: str, since: float) -> int:
+        k = t.execution_keys
+        query = (
+            sa.select(sa.func.count())
+            .select_from(k)
+            .where(k.c.rule == rule, k.c.key == key, k.c.admitted_at >= since)
+        )
+        return int(self._scalar(query) or 0)
+
+    def last_admitted(self, *, playbook: str) -> float | None:
+        e = t.executions
+        query = sa.select(sa.func.max(e.c.admitted_at)).where(e.c.playbook == playbook)
+        value = self._scalar(query)
+        return float(value) if value is not None else None
+
+    def last_admitted_with_key(self, *, idempotency_key: str) -> float | None:
+        e = t.executions
+        query = sa.select(sa.func.max(e.c.admitted_at)).where(
+            e.c.idempotency_key == idempotency_key
+        )
+        value = self._scalar(query)
+        return float(value) if value is not None else None
+
+    def recent_outcomes(self, *, playbook: str, limit: int) -> list[Outcome]:
+        """Newest first: the finished attempts that count for the circuit breaker."""
+        e = t.executions
+        query = (
+            sa.select(e.c.status, e.c.admitted_at, e.c.finished_at)
+            .where(e.c.playbook == playbook, e.c.status.in_(("success", *FAILED)))
+            .order_by(e.c.admitted_at.desc(), e.c.id.desc())
+            .limit(limit)
+        )
+        return [Outcome(*row) for row in self.connection.execute(query)]
+
+    def count_unfinished(self, *, playbook: str) -> int:
+        e = t.executions
+        query = (
+            sa.select(sa.func.count())
+            .select_from(e)
+            .where(e.c.playbook == playbook, e.c.status.in_(("queued", "running")))
+        )
+        return int(self._scalar(query) or 0)
+
+    def flag(self, name: str) -> Any:
+        row = self.connection.execute(
+            sa.select(t.flags.c.value).where(t.flags.c.name == name)
+        ).first()
+        return row[0] if row else None
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    # --- opening and migrating ----------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, busy_timeout: float = 5.0, migrate: bool = True) -> Store:
+        engine = _create_engine(url, busy_timeout=busy_timeout)
+        store = cls(engine)
+        if migrate:
+            store.migrate()
+        return store
+
+    def schema_version(self) -> str | None:
+        try:
+            with self.engine.connect() as connection:
+                if not sa.inspect(connection).has_table("alembic_version"):
+                    return None
+                return connection.execute(
+                    sa.text("SELECT version_num FROM alembic_version")
+                ).scalar()
+        except SQLAlchemyError as error:
+            raise _store_error(error, "reading the schema version") from error
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version; cheap when it already is."""
+        if self.schema_version() == SCHEMA_HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            with self._write() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except SQLAlchemyError as error:
+            raise _store_error(error, "migrating the schema") from error
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction, serialized against every other writer and gate."""
+        try:
+            with self.engine.connect() as connection:
+                if self.is_sqlite:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    try:
+                        yield connection
+                    except BaseException:
+                        connection.exec_driver_sql("ROLLBACK")
+                        raise
+                    connection.exec_driver_sql("COMMIT")
+                else:
+                    with connection.begin():
+                        connection.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _GATE_LOCK}
+                        )
+                        yield connection
+        except SQLAlchemyError as error:
+            raise _store_error(error, "writing") from error
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as connection:
+                if self.is_sqlite:
+                    connection.exec_driver_sql("BEGIN")
+                    try:
+                        yield connection
+                    finally:
+                        connection.exec_driver_sql("ROLLBACK")
+                else:
+                    with connection.begin():
+                        yield connection
+        except SQLAlchemyError as error:
+            raise _store_error(error, "reading") from error
+
+    @contextmanager
+    def gate_transaction(self) -> Iterator[GateView]:
+        """Serialized reads and writes for one gate decision: check, then record, atomically."""
+        with self._write() as connection:
+            yield GateView(connection)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self._read() as connection:
+            yield connection
+
+    # --- writes inside a gate transaction ----------------------------------------------
+
+    @staticmethod
+    def insert_request(view: GateView, values: Mapping[str, Any]) -> int:
+        result = view.connection.execute(t.requests.insert().values(**values))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    @staticmethod
+    def insert_decision(view: GateView, values: Mapping[str, Any]) -> int:
+        result = view.connection.execute(t.decisions.insert().values(**values))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    @staticmethod
+    def insert_execution(
+        view: GateView, values: Mapping[str, Any], rule_keys: Mapping[str, str] | None = None
+    ) -> int:
+        result = view.connection.execute(t.executions.insert().values(**values))
+        execution_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        if rule_keys:
+            view.connection.execute(
+                t.execution_keys.insert(),
+                [
+                    {
+                        "execution_id": execution_id,
+                        "rule": rule,
+                        "key": key,
+                        "admitted_at": values["admitted_at"],
+                    }
+                    for rule, key in rule_keys.items()
+                ],
+            )
+        return execution_id
+
+    @staticmethod
+    def insert_approval(
+        view: GateView, *, decision_id: int, request_id: int, now: float, expires_at: float
+    ) -> int:
+        result = view.connection.execute(
+            t.approvals.insert().values(
+                decision_id=decision_id,
+                request_id=request_id,
+                created_at=now,
+                expires_at=expires_at,
+                status="pending",
+            )
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    # --- the runner's writes ------------------------------------------------------------
+
+    def claim(
+        self, execution_id: int, *, lease_key: str, owner: str, now: float, expires_at: float
+    ) -> int | None:
+        """Move a queued execution to running and take its lease, atomically.
+
+        Returns None on success, or the id of the execution holding the lease.
+        Raises StoreError if the execution is no longer queued (another worker got it).
+        """
+        e, lease = t.executions, t.leases
+        with self._write() as connection:
+            held = connection.execute(
+                sa.select(lease.c.execution_id, lease.c.expires_at).where(lease.c.key == lease_key)
+            ).first()
+            if held is not None and held.expires_at > now and held.execution_id != execution_id:
+                return int(held.execution_id)
+            if held is not None:
+                connection.execute(lease.delete().where(lease.c.key == lease_key))
+            claimed = connection.execute(
+                e.update()
+                .where(e.c.id == execution_id, e.c.status == "queued")
+                .values(
+                    status="running",
+                    started_at=now,
+                    lease_owner=owner,
+                    lease_expires_at=expires_at,
+                )
+            ).rowcount
+            if claimed != 1:
+                raise StoreError(f"execution {execution_id} is not queued any more")
+            connection.execute(
+                lease.insert().values(
+                    key=lease_key,
+                    execution_id=execution_id,
+                    owner=owner,
+                    acquired_at=now,
+                    expires_at=expires_at,
+                )
+            )
+        return None
+
+    def finish(
+        self,
+        execution_id: int,
+        *,
+        status: str,
+        finished_at: float,
+        values: Mapping[str, Any],
+        impacts: Sequence[Mapping[str, Any]] = (),
+        release_lease: bool = True,
+    ) -> bool:
+        """Record the outcome and drop the lease in one transaction.
+
+        Returns False when the execution was no longer running (it was declared
+        interrupted meanwhile): the outcome is then kept in its details only.
+        """
+        e = t.executions
+        with self._write() as connection:
+            row = connection.execute(
+                sa.select(e.c.started_at, e.c.playbook, e.c.status).where(e.c.id == execution_id)
+            ).first()
+            if row is None:
+                raise StoreError(f"no execution {execution_id}")
+            duration = finished_at - (row.started_at or finished_at)
+            updated = connection.execute(
+                e.update()
+                .where(e.c.id == execution_id, e.c.status.in_(("running", "queued")))
+                .values(
+                    status=status,
+                    finished_at=finished_at,
+                    duration_seconds=duration,
+                    lease_expires_at=None,
+                    **values,
+                )
+            ).rowcount
+            if release_lease:
+                connection.execute(t.leases.delete().where(t.leases.c.execution_id == execution_id))
+            if updated != 1:
+                return False
+            if impacts:
+                connection.execute(
+                    t.impacts.insert(),
+                    [
+                        {
+                            "execution_id": execution_id,
+                            "playbook": row.playbook,
+                            "at": finished_at,
+                            **impact,
+                        }
+                        for impact in impacts
+                    ],
+                )
+            return True
+
+    def add_attempt(self, execution_id: int, *, now: float, owner: str, expires_at: float) -> int:
+        """A retry: a new execution row (attempt n+1) for the same decision, already running."""
+        e = t.executions
+        with self._write() as connection:
+            row = connection.execute(sa.select(e).where(e.c.id == execution_id)).mappings().one()
+            values = {
+                key: row[key]
+                for key in (
+                    "decision_id",
+                    "playbook",
+                    "target",
+                    "source",
+                    "alertname",
+                    "idempotency_key",
+                    "forced",
+                )
+            }
+            result = connection.execute(
+                e.insert().values(
+                    **values,
+                    attempt=row["attempt"] + 1,
+                    admitted_at=now,
+                    started_at=now,
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=expires_at,
+                )
+            )
+            new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            connection.execute(
+                t.leases.update()
+                .where(t.leases.c.execution_id == execution_id)
+                .values(execution_id=new_id, expires_at=expires_at)
+            )
+            return new_id
+
+    def sweep_interrupted(self, *, now: float) -> list[int]:
+        """Mark running executions whose lease expired, or whose holder on this host died.
+
+        Found on every start and before each claim, so a crash never leaves an
+        execution silently "running".
+        """
+        e = t.executions
+        host = socket.gethostname()
+        with self._write() as connection:
+            rows = connection.execute(
+                sa.select(e.c.id, e.c.lease_owner, e.c.lease_expires_at).where(
+                    e.c.status == "running"
+                )
+            ).all()
+            stale = [
+                row.id
+                for row in rows
+                if (row.lease_expires_at is not None and row.lease_expires_at <= now)
+                or _holder_is_dead(row.lease_owner, host)
+            ]
+            if stale:
+                connection.execute(
+                    e.update()
+                    .where(e.c.id.in_(stale), e.c.status == "running")
+                    .values(
+                        status="interrupted",
+                        finished_at=now,
+                        summary="interrupted: its process stopped before recording an outcome",
+                        lease_expires_at=None,
+                    )
+                )
+                connection.execute(t.leases.delete().where(t.leases.c.execution_id.in_(stale)))
+            return stale
+
+    # --- flags ---------------------------------------------------------------------------
+
+    def set_flag(self, name: str, value: Any, *, now: float) -> None:
+        with self._write() as connection:
+            connection.execute(t.flags.delete().where(t.flags.c.name == name))
+            if value is not None:
+                connection.execute(t.flags.insert().values(name=name, value=value, updated_at=now))
+
+    def flag(self, name: str) -> Any:
+        with self._read() as connection:
+            return GateView(connection).flag(name)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def execution(self, execution_id: int) -> dict[str, Any] | None:
+        with self._read() as connection:
+            row = (
+                connection.execute(sa.select(t.executions).where(t.executions.c.id == execution_id))
+                .mappings()
+                .first()
+            )
+            return dict(row) if row else None
+
+    def execution_with_request(self, execution_id: int) -> dict[str, Any]:
+        """An execution with what the runner needs of its decision and request."""
+        e, d, r = t.executions, t.decisions, t.requests
+        query = (
+            sa.select(
+                e,
+                d.c.reason,
+                d.c.confidence,
+                r.c.parameters,
+            )
+            .select_from(e.join(d, d.c.id == e.c.decision_id).join(r, r.c.id == d.c.request_id))
+            .where(e.c.id == execution_id)
+        )
+        with self._read() as connection:
+            row = connection.execute(query).mappings().first()
+        if row is None:
+            raise StoreError(f"no execution {execution_id}")
+        return dict(row)
+
+    def decision(self, decision_id: int) -> dict[str, Any] | None:
+        rows = self.history(decision_id=decision_id, limit=1)
+        return rows[0] if rows else None
+
+    def history(
+        self,
+        *,
+        since: float | None = None,
+        playbook: str | None = None,
+        decision_id: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Decisions, newest first, each with its latest execution attempt (if any)."""
+        d, r, e = t.decisions, t.requests, t.executions
+        latest = (
+            sa.select(sa.func.max(e.c.id).label("id"), e.c.decision_id)
+            .group_by(e.c.decision_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                d.c.id,
+                d.c.created_at,
+                d.c.source,
+                d.c.playbook,
+                d.c.alertname,
+                d.c.target,
+                d.c.action,
+                d.c.check_name,
+                d.c.reason,
+                d.c.confidence,
+                d.c.forced,
+                r.c.parameters,
+                r.c.labels,
+                r.c.fingerprint,
+                r.c.dry_run,
+                e.c.id.label("execution_id"),
+                e.c.status,
+                e.c.attempt,
+                e.c.started_at,
+                e.c.finished_at,
+                e.c.duration_seconds,
+                e.c.root_cause,
+                e.c.summary,
+                e.c.stdout,
+                e.c.stderr,
+                e.c.actions,
+                e.c.details,
+            )
+            .select_from(
+                d.join(r, r.c.id == d.c.request_id)
+                .outerjoin(latest, latest.c.decision_id == d.c.id)
+                .outerjoin(e, e.c.id == latest.c.id)
+            )
+            .order_by(d.c.id.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(d.c.created_at >= since)
+        if playbook is not None:
+            query = query.where(d.c.playbook == playbook)
+        if decision_id is not None:
+            query = query.where(d.c.id == decision_id)
+        with self._read() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def impacts_of(self, execution_id: int) -> list[dict[str, Any]]:
+        i = t.impacts
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(i.c.kind, i.c.subject, i.c.value).where(i.c.execution_id == execution_id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def queued(self) -> list[int]:
+        e = t.executions
+        with self._read() as connection:
+            return [
+                int(row[0])
+                for row in connection.execute(
+                    sa.select(e.c.id).where(e.c.status == "queued").order_by(e.c.id)
+                )
+            ]
+
+    def ping(self) -> None:
+        with self._read() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+
+def _holder_is_dead(owner: str | None, host: str) -> bool:
+    if not owner or ":" not in owner:
+        return False
+    owner_host, _, pid_text = owner.rpartition(":")
+    if owner_host != host or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _create_engine(url: str, *, busy_timeout: float) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": busy_timeout, "isolation_level": None},
+            json_serializer=_dumps,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        json_serializer=_dumps,
+        connect_args={"connect_timeout": max(1, int(busy_timeout))},
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def _store_error(error: SQLAlchemyError, doing: str) -> StoreError:
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()[0] if str(original).strip() else repr(original)
+    if isinstance(error, OperationalError) and "locked" in text:
+        return StoreError(f"the store is locked by another process while {doing}: {text}")
+    if isinstance(error, IntegrityError):
+        return StoreError(f"the store refused a write while {doing}: {text}")
+    if isinstance(error, DBAPIError):
+        return StoreError(f"the store failed while {doing}: {text}")
+    return StoreError(f"the store failed while {doing}: {text}")
