@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -30,7 +30,7 @@ config_app = typer.Typer(help="Check, create or describe the configuration.", no
 app.add_typer(config_app, name="config")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
@@ -128,7 +128,8 @@ def run(
         typer.Option("--param", "-p", help="KEY=VALUE parameter, repeatable."),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the gate's verdict and the exact plan; run nothing.")
+        bool,
+        typer.Option("--dry-run", help="Show the gate's verdict and the exact plan; run nothing."),
     ] = False,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Confirm a playbook that requires confirmation.")
@@ -218,7 +219,9 @@ def _show_preview(preview: Any, output: Format) -> None:
     for number, action in enumerate(preview.plan.actions, 1):
         import shlex
 
-        table.add_row(str(number), action.description, shlex.join(action.argv) if action.argv else "")
+        table.add_row(
+            str(number), action.description, shlex.join(action.argv) if action.argv else ""
+        )
     console.print(table)
     console.print("nothing was executed or recorded")
 
@@ -252,7 +255,7 @@ def playbooks(output: FormatOption = Format.table) -> None:
 
     settings, _ = _settings()
     registry = Registry.from_settings(settings)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for playbook in registry:
         schema = playbook.parameter_schema()
         required = set(schema.get("required", []))
@@ -364,9 +367,15 @@ def status(output: FormatOption = Format.table) -> None:
     paused = data["paused"]
     console.print(
         f"automatic remediation: [bold]{'PAUSED' if paused else 'active'}[/]"
-        + (f" ({paused.get('reason')})" if isinstance(paused, dict) and paused.get("reason") else "")
+        + (
+            f" ({paused.get('reason')})"
+            if isinstance(paused, dict) and paused.get("reason")
+            else ""
+        )
     )
-    console.print(f"store: {data['store']}  queue: {data['queued']}  running: {len(data['running'])}")
+    console.print(
+        f"store: {data['store']}  queue: {data['queued']}  running: {len(data['running'])}"
+    )
     table = Table("playbook", "breaker", "failures in a row", "last run", "last status")
     for row in data["playbooks"]:
         table.add_row(

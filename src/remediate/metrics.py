@@ -80,13 +80,14 @@ class StoreCollector(Collector):
             "Executions queued or running now.",
             labels=["status"],
         )
-        counts = dict(
-            connection.execute(
+        counts: dict[str, int] = {
+            status: count
+            for status, count in connection.execute(
                 sa.select(e.c.status, sa.func.count())
                 .where(e.c.status.in_(("queued", "running")))
                 .group_by(e.c.status)
-            ).all()
-        )
+            )
+        }
         for status in ("queued", "running"):
             in_flight.add_metric([status], counts.get(status, 0))
         yield in_flight
@@ -145,13 +146,13 @@ class StoreCollector(Collector):
             "OOM kills detected while diagnosing services.",
             labels=["service"],
         )
-        rows = connection.execute(
+        oom_rows = connection.execute(
             sa.select(i.c.subject, sa.func.sum(i.c.value))
             .where(i.c.kind == "oom_detected")
             .group_by(i.c.subject)
             .order_by(i.c.subject)
         )
-        for service, value in rows:
+        for service, value in oom_rows:
             oom.add_metric([service], value)
         yield oom
 

@@ -86,20 +86,48 @@ def test_the_seed_metric_families_carry_real_figures(filled: Pipeline, clock: Ma
     names = {family.name for family in text_string_to_metric_families(text)}
     assert names >= SEED_FAMILIES - {"remediation_predictive_accuracy"}
     values = samples(text)
-    assert values[("remediation_playbook_executions_total",
-                   (("playbook", "reclaims"), ("status", "success")))] == 1
-    assert values[("remediation_playbook_executions_total",
-                   (("playbook", "broken"), ("status", "failure")))] == 3
+    assert (
+        values[
+            (
+                "remediation_playbook_executions_total",
+                (("playbook", "reclaims"), ("status", "success")),
+            )
+        ]
+        == 1
+    )
+    assert (
+        values[
+            (
+                "remediation_playbook_executions_total",
+                (("playbook", "broken"), ("status", "failure")),
+            )
+        ]
+        == 3
+    )
     assert values[("remediation_disk_space_reclaimed_bytes", (("playbook", "reclaims"),))] == 3072
-    assert values[("remediation_services_restarted_total",
-                   (("playbook", "reclaims"), ("service", "jellyfin")))] == 1
+    assert (
+        values[
+            (
+                "remediation_services_restarted_total",
+                (("playbook", "reclaims"), ("service", "jellyfin")),
+            )
+        ]
+        == 1
+    )
     assert values[("remediation_oom_events_detected_total", (("service", "jellyfin"),))] == 1
     assert values[("remediation_database_vacuum_rows_removed", (("database", "immich"),))] == 500
     assert values[("remediation_self_healing_success_rate", (("root_cause", "oom_killed"),))] == 1
     assert values[("remediation_playbook_duration_seconds_count", (("playbook", "broken"),))] == 3
     assert values[("remediation_circuit_breaker_open", (("playbook", "broken"),))] == 1
-    assert values[("remediation_gate_decisions_total",
-                   (("action", "block"), ("check", "circuit_breaker"), ("source", "webhook")))] == 1
+    assert (
+        values[
+            (
+                "remediation_gate_decisions_total",
+                (("action", "block"), ("check", "circuit_breaker"), ("source", "webhook")),
+            )
+        ]
+        == 1
+    )
     assert values[("remediation_paused", ())] == 0
 
 
@@ -107,8 +135,15 @@ def test_counters_survive_a_restart(filled: Pipeline, store_url: str, clock: Man
     filled.store.close()
     reopened = Store.open(store_url)
     text = exposition(registry_for(reopened, filled.settings, clock)).decode()
-    assert samples(text)[("remediation_playbook_executions_total",
-                          (("playbook", "broken"), ("status", "failure")))] == 3
+    assert (
+        samples(text)[
+            (
+                "remediation_playbook_executions_total",
+                (("playbook", "broken"), ("status", "failure")),
+            )
+        ]
+        == 3
+    )
     reopened.close()
 
 

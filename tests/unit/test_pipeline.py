@@ -42,8 +42,15 @@ PLAYBOOKS: list[dict[str, Any]] = [
         "parameters": {"marker": {"type": "string", "required": True}},
         # Fails twice, then succeeds: counts attempts in a file.
         "steps": [
-            step(["sh", "-c", 'n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); '
-                  'echo $n > "$1"; [ $n -ge 3 ]', "flaky", "{marker}"])
+            step(
+                [
+                    "sh",
+                    "-c",
+                    'n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$1"; [ $n -ge 3 ]',
+                    "flaky",
+                    "{marker}",
+                ]
+            )
         ],
     },
     {
@@ -86,8 +93,18 @@ def test_a_successful_run_is_recorded_in_store_and_audit_log(pipeline: Pipeline)
     [line] = audit_lines(pipeline)
     assert line["id"] == decision.id and line["success"] is True
     assert line["stdout"] == "restart jellyfin x2\n"
-    assert {"timestamp", "alert", "playbook", "parameters", "confidence", "stderr", "source",
-            "action", "reason", "duration_s"} <= set(line)
+    assert {
+        "timestamp",
+        "alert",
+        "playbook",
+        "parameters",
+        "confidence",
+        "stderr",
+        "source",
+        "action",
+        "reason",
+        "duration_s",
+    } <= set(line)
 
 
 def test_a_failure_keeps_the_stderr_excerpt(pipeline: Pipeline) -> None:
@@ -203,8 +220,11 @@ def test_a_configured_rule_limits_per_instance(
             "rate_limits": {
                 "cooldown_minutes": 0,
                 "rules": [
-                    {"name": "per-instance", "key": ["playbook", "labels.instance"],
-                     "max_executions": 1}
+                    {
+                        "name": "per-instance",
+                        "key": ["playbook", "labels.instance"],
+                        "max_executions": 1,
+                    }
                 ],
             },
             "idempotency": {"window_minutes": 0},
@@ -222,9 +242,7 @@ def test_a_configured_rule_limits_per_instance(
     assert "rule per-instance" in pipeline.store.history()[1]["reason"]
 
 
-def test_retries_record_every_attempt_and_count_them(
-    pipeline: Pipeline, tmp_path: Path
-) -> None:
+def test_retries_record_every_attempt_and_count_them(pipeline: Pipeline, tmp_path: Path) -> None:
     _, report = pipeline.run(Request("flaky", {"marker": str(tmp_path / "n")}))
     assert report is not None and report.status == "success" and report.attempts == 3
     import sqlalchemy as sa
@@ -249,9 +267,13 @@ def test_the_same_fix_never_runs_twice_at_once(
     no_limits = {"cooldown_minutes": 0}
     for p in pipelines:
         p.settings = p.settings.model_copy(
-            update={"safety": p.settings.safety.model_copy(
-                update={"rate_limits": p.settings.safety.rate_limits.model_copy(update=no_limits)}
-            )}
+            update={
+                "safety": p.settings.safety.model_copy(
+                    update={
+                        "rate_limits": p.settings.safety.rate_limits.model_copy(update=no_limits)
+                    }
+                )
+            }
         )
     decisions = [p.decide(Request("slow", {"service": "db"})) for p in pipelines]
     reports: list[Any] = [None, None]

@@ -12,7 +12,7 @@ from remediate.system.process import run_process
 
 
 def test_it_runs_argv_and_captures_output() -> None:
-    completed = run_process(["sh", "-c", 'echo out; echo err >&2; exit 3'], timeout=10)
+    completed = run_process(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=10)
     assert (completed.returncode, completed.stdout, completed.stderr) == (3, "out\n", "err\n")
     assert not completed.ok
 
@@ -38,9 +38,7 @@ def test_a_missing_executable_is_a_127_not_a_crash() -> None:
 
 def test_a_timeout_kills_the_process_and_its_children(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
-    completed = run_process(
-        ["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], timeout=0.5
-    )
+    completed = run_process(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], timeout=0.5)
     assert completed.timed_out
     child = int(pidfile.read_text())
     # The grandchild `sleep 300` was in the same process group and is gone too.
@@ -61,5 +59,7 @@ def test_a_process_that_ignores_sigterm_gets_sigkill() -> None:
 
 
 def test_env_is_added_to_the_environment() -> None:
-    completed = run_process(["sh", "-c", 'echo "$REMEDIATE_X"'], timeout=5, env={"REMEDIATE_X": "y"})
+    completed = run_process(
+        ["sh", "-c", 'echo "$REMEDIATE_X"'], timeout=5, env={"REMEDIATE_X": "y"}
+    )
     assert completed.stdout == "y\n"

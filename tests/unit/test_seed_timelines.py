@@ -27,9 +27,7 @@ def pipeline(tmp_path: Path, store: Store, store_url: str, clock: ManualClock) -
     settings = settings_for(
         tmp_path,
         store_url,
-        playbooks={
-            "commands": [command("disk-cleanup", ["true"]), command("broken", ["false"])]
-        },
+        playbooks={"commands": [command("disk-cleanup", ["true"]), command("broken", ["false"])]},
     )
     return Pipeline(settings, store, Registry.from_settings(settings), clock=clock)
 

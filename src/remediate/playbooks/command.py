@@ -57,7 +57,7 @@ def _field(spec: Parameter) -> tuple[Any, Any]:
     validators: list[Any] = [AfterValidator(_no_control_characters)]
     if not spec.allow_leading_dash:
         validators.append(AfterValidator(_no_leading_dash))
-    annotated = Annotated[annotation, Field(**constraints), *validators]  # type: ignore[valid-type]
+    annotated = Annotated[annotation, Field(**constraints), *validators]
     if spec.required:
         return (annotated, ...)
     if spec.default is None:

@@ -1,0 +1,104 @@
+"""The store suite: runs on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from remediate.clock import ManualClock
+from remediate.errors import StoreError
+from remediate.pipeline.pipeline import Pipeline
+from remediate.pipeline.request import Request
+from remediate.playbooks.registry import Registry
+from remediate.store import Store
+from remediate.store import tables as t
+from remediate.store.store import SCHEMA_HEAD
+from tests.helpers import settings_for
+
+
+def test_the_schema_head_constant_matches_the_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import remediate.store.store as module
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+def test_migrations_create_every_table_and_are_idempotent(store: Store, store_url: str) -> None:
+    assert store.schema_version() == SCHEMA_HEAD
+    again = Store.open(store_url)
+    assert again.schema_version() == SCHEMA_HEAD
+    with again.engine.connect() as connection:
+        names = set(sa.inspect(connection).get_table_names())
+    assert {table.name for table in t.metadata.sorted_tables} <= names
+    again.close()
+
+
+def test_the_migrated_schema_matches_the_table_definitions(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), t.metadata)
+    assert differences == []
+
+
+def test_flags_round_trip(store: Store) -> None:
+    store.set_flag("paused", {"reason": "x"}, now=1.0)
+    assert store.flag("paused") == {"reason": "x"}
+    store.set_flag("paused", None, now=2.0)
+    assert store.flag("paused") is None
+
+
+def test_a_claim_is_taken_once(store: Store, tmp_path: Path, store_url: str) -> None:
+    settings = settings_for(
+        tmp_path,
+        store_url,
+        playbooks={"commands": [{"name": "ok", "steps": [{"name": "x", "argv": ["true"]}]}]},
+    )
+    pipeline = Pipeline(settings, store, Registry.from_settings(settings), clock=ManualClock(100))
+    decision = pipeline.decide(Request("ok"))
+    assert decision.execution_id is not None
+    claim = {"lease_key": "ok:-", "owner": "a:1", "now": 100.0, "expires_at": 200.0}
+    assert store.claim(decision.execution_id, **claim) is None
+    with pytest.raises(StoreError) as raised:
+        store.claim(decision.execution_id, **{**claim, "owner": "b:2"})
+    assert "not queued" in raised.value.message
+
+
+def test_a_locked_sqlite_store_is_a_clear_error_and_no_partial_record(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    url = f"sqlite:///{path}"
+    settings = settings_for(
+        tmp_path,
+        url,
+        playbooks={"commands": [{"name": "ok", "steps": [{"name": "x", "argv": ["true"]}]}]},
+    )
+    store = Store.open(url, busy_timeout=0.2)
+    pipeline = Pipeline(settings, store, Registry.from_settings(settings), clock=ManualClock(0))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError) as raised:
+            pipeline.run(Request("ok"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "locked" in raised.value.message
+    assert store.history() == []
+    assert not pipeline.audit.path.exists()
+    store.close()
+
+
+@pytest.mark.integration
+def test_an_unreachable_postgresql_is_a_clear_error() -> None:
+    with pytest.raises(StoreError) as raised:
+        Store.open("postgresql://postgres@127.0.0.1:9/nothing", busy_timeout=1)
+    assert "the store failed" in raised.value.message
+    assert "127.0.0.1" in raised.value.message or "connect" in raised.value.message.lower()
