@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,6 +28,7 @@ from remediate.config.models import Retries, Settings
 from remediate.errors import ParameterError
 from remediate.system.process import Completed, ProcessRunner
 
+SettingsModel = TypeVar("SettingsModel", bound=BaseModel)
 Risk = Literal["low", "medium", "high"]
 Status = Literal["success", "failure", "timeout", "skipped"]
 EXCERPT = 500
@@ -131,6 +132,28 @@ class Playbook:
     timeout: float = 300.0
     retries: Retries = Retries()
     Parameters: type[BaseModel] = NoParameters
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Playbook:
+        """Build the playbook from the config; built-ins read `settings.playbooks.settings[name]`
+        through `playbook_settings` and validate it with their own model."""
+        return cls()
+
+    @classmethod
+    def playbook_settings(cls, settings: Settings, model: type[SettingsModel]) -> SettingsModel:
+        """This playbook's section of `playbooks.settings`, validated; errors name the field."""
+        from remediate.errors import ConfigError
+
+        raw = settings.playbooks.settings.get(cls.name, {})
+        try:
+            return model.model_validate(raw)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(
+                first["msg"],
+                field=f"playbooks.settings.{cls.name}" + (f".{where}" if where else ""),
+            ) from None
 
     def parse_parameters(self, raw: Mapping[str, Any]) -> BaseModel:
         """Validate raw values (CLI strings, alert labels) against the parameter model."""
