@@ -13,6 +13,7 @@ from remediate.config.models import Settings
 from remediate.pipeline.pipeline import Pipeline
 from remediate.playbooks.registry import Registry
 from remediate.store import Store
+from remediate.system.notify import Notifier
 
 log = logging.getLogger("remediate")
 
@@ -59,6 +60,7 @@ class Runtime:
                 self.registry,
                 clock=self.clock,
                 after_record=self.write_textfile,
+                notify=Notifier(self.settings.notifications.urls),
             )
         return self._pipeline
 

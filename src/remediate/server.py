@@ -40,7 +40,7 @@ def serve(
     import uvicorn
 
     from remediate.runtime import Runtime
-    from remediate.web.app import create_app
+    from remediate.webhook.app import create_app
 
     host = bind or settings.server.bind
     token = resolve_token(settings, token_file)
@@ -57,11 +57,22 @@ def serve(
             "marked %d execution(s) interrupted: %s", len(interrupted), interrupted
         )
     runtime.write_textfile()
+    from remediate.pipeline.worker import Worker
+
+    worker = Worker(runtime.pipeline)
+    log = logging.getLogger("remediate")
+    actual_port = settings.server.port if port is None else port
+    log.info(
+        "remediate serving on http://%s:%d (webhook %s)",
+        host,
+        actual_port,
+        "with token" if token else "without token: loopback only",
+    )
     try:
         uvicorn.run(
-            create_app(runtime),
+            create_app(runtime, token=token, worker=worker),
             host=host,
-            port=settings.server.port if port is None else port,
+            port=actual_port,
             loop="uvloop",
             http="httptools",
             log_level="warning",

@@ -11,11 +11,13 @@ from remediate.store import GateView
 from remediate.store import tables as t
 
 
-def collect_status(runtime: Runtime) -> dict[str, Any]:
+def collect_status(runtime: Runtime, *, sweep: bool = True) -> dict[str, Any]:
+    """`sweep` first marks dead executions interrupted (a write; /health skips it)."""
     from remediate.pipeline.checks.circuit_breaker import state
 
     now = runtime.clock.now()
-    runtime.store.sweep_interrupted(now=now)
+    if sweep:
+        runtime.store.sweep_interrupted(now=now)
     e, a = t.executions, t.approvals
     with runtime.store.reading() as connection:
         view = GateView(connection)

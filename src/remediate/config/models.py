@@ -108,6 +108,15 @@ class Route(Model):
     def _one_target(self) -> Route:
         if self.playbook and self.chain:
             raise ValueError("a route names a playbook or a chain, not both")
+        from remediate.webhook.routing import unsupported
+
+        for name, template in self.parameters.items():
+            if unsupported(template):
+                raise ValueError(
+                    f"parameters.{name}: unsupported template {template!r} (use "
+                    "{{.Labels.x}}, {{.Annotations.x}}, {{.CommonLabels.x}}, "
+                    "{{.CommonAnnotations.x}} or {{.GroupLabels.x}})"
+                )
         return self
 
     @property

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -27,7 +27,7 @@ from remediate.config.models import Settings
 from remediate.errors import RemediateError, UsageError
 from remediate.pipeline.audit import AuditLog, entry
 from remediate.pipeline.checks import Check, CheckInput, default_checks
-from remediate.pipeline.request import Decision, Request, Verdict
+from remediate.pipeline.request import Alert, Decision, Request, Source, Verdict
 from remediate.playbooks.base import Context, Plan, Playbook, PlaybookTimeout, Result, excerpt
 from remediate.playbooks.registry import Registry
 from remediate.store import GateView, Store
@@ -80,6 +80,7 @@ class Pipeline:
         audit: AuditLog | None = None,
         after_record: Callable[[], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        notify: Callable[[str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -90,6 +91,7 @@ class Pipeline:
         self.audit = audit or AuditLog(settings.state.resolved_audit_log())
         self.after_record = after_record
         self.sleep = sleep
+        self.notify = notify
 
     # --- gate -------------------------------------------------------------------------
 
@@ -205,6 +207,8 @@ class Pipeline:
             approval_id=approval_id,
             target=target,
         )
+        if approval_id is not None:
+            self._notify_escalation(decision, request)
         if execution_id is None:
             self.audit.append(
                 entry(
@@ -223,6 +227,73 @@ class Pipeline:
             )
             self._after_record()
         return decision
+
+    def note(
+        self,
+        *,
+        source: Source,
+        alert: Alert | None,
+        action: Literal["block", "record"],
+        check: str,
+        reason: str,
+        playbook: str | None = None,
+        confidence: float = 0.0,
+    ) -> Decision:
+        """Record a decision that needs no gate: no route, investigation only, resolved."""
+        request = Request(playbook or "", source=source, alert=alert, confidence=confidence)
+        with self.store.gate_transaction() as view:
+            now = self.clock.now()
+            row = _request_row(request, now)
+            row["playbook"] = playbook
+            request_id = Store.insert_request(view, row)
+            decision_id = Store.insert_decision(
+                view,
+                {
+                    "request_id": request_id,
+                    "created_at": now,
+                    "source": source,
+                    "playbook": playbook,
+                    "alertname": alert.name if alert else None,
+                    "target": None,
+                    "action": action,
+                    "check_name": check,
+                    "reason": reason,
+                    "confidence": confidence,
+                    "forced": False,
+                },
+            )
+        self.audit.append(
+            entry(
+                decision_id=decision_id,
+                timestamp=now,
+                source=source,
+                playbook=playbook,
+                alert=alert.name if alert else None,
+                parameters=None,
+                action=action,
+                reason=reason,
+                check=check,
+                confidence=confidence,
+            )
+        )
+        self._after_record()
+        return Decision(decision_id, action, playbook or "", reason, check, request_id=request_id)
+
+    def _notify_escalation(self, decision: Decision, request: Request) -> None:
+        if self.notify is None or "escalated" not in self.settings.notifications.on:
+            return
+        from remediate.system.notify import escalation_message
+
+        assert decision.approval_id is not None
+        self.notify(
+            *escalation_message(
+                decision_id=decision.id,
+                approval_id=decision.approval_id,
+                playbook=decision.playbook,
+                alert=request.alert.name if request.alert else None,
+                reason=decision.reason,
+            )
+        )
 
     # --- runner -----------------------------------------------------------------------
 
@@ -331,6 +402,18 @@ class Pipeline:
             )
         )
         self._after_record()
+        if self.notify is not None and (
+            (
+                result.status in ("failure", "timeout")
+                and "failure" in self.settings.notifications.on
+            )
+            or (result.status == "success" and "success" in self.settings.notifications.on)
+        ):
+            self.notify(
+                f"remediate: {row['playbook']} {result.status}",
+                f"{row['playbook']} on {row['target']}: {result.summary} "
+                f"(decision {row['decision_id']}, execution {execution_id})",
+            )
         return Report(
             execution_id=execution_id,
             decision_id=row["decision_id"],
@@ -366,6 +449,7 @@ def _request_row(request: Request, now: float) -> dict[str, Any]:
         "labels": dict(alert.labels) if alert else None,
         "annotations": dict(alert.annotations) if alert else None,
         "alert_starts_at": alert.starts_at if alert else None,
+        "alert_ends_at": alert.ends_at if alert else None,
         "confidence": request.confidence,
         "forced": request.forced,
         "dry_run": request.dry_run,

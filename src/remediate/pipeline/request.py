@@ -18,6 +18,7 @@ class Alert:
     status: Literal["firing", "resolved"] = "firing"
     fingerprint: str | None = None
     starts_at: float | None = None
+    ends_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from remediate.errors import StoreError
 from remediate.store import tables as t
 
 # The newest migration in store/migrations/versions; a test keeps the two in step.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 _GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
 
 FAILED = ("failure", "timeout")

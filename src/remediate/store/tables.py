@@ -38,6 +38,7 @@ requests = Table(
     Column("labels", JSON),
     Column("annotations", JSON),
     Column("alert_starts_at", Float),
+    Column("alert_ends_at", Float),
     Column("confidence", Float, nullable=False),
     Column("forced", Boolean, nullable=False, default=False),
     Column("dry_run", Boolean, nullable=False, default=False),
@@ -61,6 +62,7 @@ decisions = Table(
     Column("confidence", Float, nullable=False),
     Column("forced", Boolean, nullable=False, default=False),
     Index("ix_decisions_created_at", "created_at"),
+    Index("ix_decisions_request_id", "request_id"),
     Index("ix_decisions_action_created_at", "action", "created_at"),
 )
 
@@ -147,6 +149,8 @@ approvals = Table(
     Column("decided_at", Float),
     Column("decided_by", String(128)),
     Column("note", Text),
+    # The decision the approved request got when it passed through the gate again.
+    Column("outcome_decision_id", Integer),
     Index("ix_approvals_status", "status"),
 )
 

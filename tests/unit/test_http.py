@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 from remediate.clock import ManualClock
 from remediate.pipeline.request import Request
 from remediate.runtime import Runtime
-from remediate.web.app import create_app
+from remediate.webhook.app import create_app
 from tests.helpers import settings_for
 
 
@@ -29,7 +29,15 @@ def test_health_reports_the_store_pause_and_queue(tmp_path: Path, clock: ManualC
     with TestClient(create_app(runtime)) as client:
         response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "store": "ok", "paused": True, "queue_depth": 1}
+    assert response.json() == {
+        "status": "ok",
+        "store": "ok",
+        "paused": True,
+        "queue_depth": 1,
+        "running": 0,
+        "open_breakers": [],
+        "pending_approvals": 0,
+    }
 
 
 def test_health_is_503_when_the_store_is_unreachable(tmp_path: Path, clock: ManualClock) -> None:
