@@ -28,6 +28,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check, create or describe the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+export_app = typer.Typer(
+    help="Write deployment files (stdout without --out).", no_args_is_help=True
+)
+app.add_typer(export_app, name="export")
 
 
 class Format(StrEnum):
@@ -416,6 +420,205 @@ def resume() -> None:
     finally:
         runtime.close()
     _console().print("automatic remediation resumed")
+
+
+# --- approvals ----------------------------------------------------------------------
+
+
+@app.command()
+def pending(output: FormatOption = Format.table) -> None:
+    """Escalations waiting for an operator."""
+    from remediate.pipeline import approvals
+
+    runtime = _runtime()
+    try:
+        rows = approvals.listing(runtime.store, runtime.clock.now())
+    finally:
+        runtime.close()
+    if output is Format.json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("id", "since", "expires", "source", "alert", "playbook", "parameters", "reason")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            _when(row["created_at"]),
+            _when(row["expires_at"]),
+            row["source"],
+            row["alertname"] or "-",
+            row["playbook"] or "-",
+            json.dumps(row["parameters"]) if row["parameters"] else "-",
+            row["reason"],
+        )
+    console = _console()
+    console.print(table)
+    if not rows:
+        console.print("nothing waits for approval")
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@app.command()
+def approve(
+    approval_id: Annotated[int, typer.Argument(help="Approval id (see `remediate pending`).")],
+    output: FormatOption = Format.table,
+) -> None:
+    """Approve an escalation: it passes through the gate again and runs now if admitted."""
+    from remediate.errors import PlaybookFailedError, RefusedError
+    from remediate.pipeline import approvals
+
+    runtime = _runtime()
+    try:
+        decision = approvals.approve(runtime.pipeline, approval_id, by=_operator())
+        report = (
+            runtime.pipeline.execute(decision.execution_id)
+            if decision.execution_id is not None
+            else None
+        )
+    finally:
+        runtime.close()
+    data: dict[str, Any] = {
+        "approval_id": approval_id,
+        "decision_id": decision.id,
+        "action": decision.action,
+        "playbook": decision.playbook,
+        "target": decision.target,
+        "reason": decision.reason,
+        "check": decision.check or None,
+    }
+    if report is not None:
+        data.update(
+            execution_id=report.execution_id,
+            status=report.status,
+            summary=report.summary,
+            duration_s=round(report.duration, 3),
+            actions=list(report.result.actions) if report.result else [],
+        )
+    if output is Format.json:
+        _print_json(data)
+    else:
+        _show_run(data)
+    if report is None:
+        raise RefusedError(f"approved, but the gate said {decision.action}: {decision.reason}")
+    if report.status not in ("success", "skipped"):
+        raise PlaybookFailedError(f"{report.playbook} {report.status}: {report.summary}")
+
+
+@app.command()
+def reject(
+    approval_id: Annotated[int, typer.Argument(help="Approval id (see `remediate pending`).")],
+) -> None:
+    """Reject an escalation: nothing runs."""
+    from remediate.pipeline import approvals
+
+    runtime = _runtime()
+    try:
+        approvals.reject(runtime.store, approval_id, by=_operator(), now=runtime.clock.now())
+    finally:
+        runtime.close()
+    _console().print(f"approval {approval_id} rejected")
+
+
+# --- simulate ---------------------------------------------------------------------------
+
+
+@app.command()
+def simulate(
+    file: Annotated[
+        Path, typer.Argument(help="JSONL (or JSON array) of {at, payload[, outcome]}.")
+    ],
+    output: FormatOption = Format.table,
+) -> None:
+    """Replay alerts through routing and the gate on virtual time; execute nothing."""
+    from remediate.webhook.simulate import read_steps
+    from remediate.webhook.simulate import simulate as run_simulation
+
+    settings, _ = _settings()
+    rows = run_simulation(settings, read_steps(file))
+    if output is Format.json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("at", "alert", "playbook", "action", "reason")
+    for row in rows:
+        action = row["action"] + (f" ({row['result']})" if row["action"] == "executed" else "")
+        table.add_row(row["at"], row["alert"], row["playbook"] or "-", action, row["reason"])
+    _console().print(table)
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def _emit(text: str, out: Path | None, name: str) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    target = out / name if out.is_dir() or str(out).endswith("/") else out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    _console(stderr=True).print(f"wrote {target}")
+
+
+OutOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--out", help="A directory or file to write (default: stdout)."),
+]
+
+
+@export_app.command("alertmanager")
+def export_alertmanager(
+    url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--url", help="Webhook URL Alertmanager should call."),
+    ] = None,
+    token_file: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--token-file", help="File with the token, as Alertmanager sees it."),
+    ] = None,
+    out: OutOption = None,
+) -> None:
+    """Receiver and routes for Alertmanager (continue: true keeps your notifications)."""
+    from remediate.deploy.alertmanager import render
+
+    settings, _ = _settings()
+    target = url or f"http://{settings.server.bind}:{settings.server.port}/webhook"
+    _emit(render(settings, url=target, token_file=token_file), out, "alertmanager.yml")
+
+
+@export_app.command("systemd")
+def export_systemd(out: OutOption = None) -> None:
+    """The remediate.service unit with the seed's limits and hardening."""
+    import shutil
+
+    from remediate.deploy.systemd import render_service
+
+    settings, path = _settings()
+    beside = Path(sys.executable).parent / "remediate"
+    found = shutil.which("remediate")
+    command = (
+        [str(beside)]
+        if beside.exists()
+        else [found]
+        if found
+        else [sys.executable, "-m", "remediate"]
+    )
+    text = render_service(
+        command=command,
+        config=str(path.resolve()) if path else None,
+        bind=settings.server.bind,
+        port=settings.server.port,
+    )
+    _emit(text, out, "remediate.service")
 
 
 # --- serve ------------------------------------------------------------------------------

@@ -219,3 +219,34 @@ def test_a_malformed_duration_is_a_usage_error(
 ) -> None:
     code, _, err = run_cli(capsys, "-c", str(config), "history", "--last", "soon")
     assert code == 2 and "not a duration" in err
+
+
+def test_pending_approve_and_reject_from_the_cli(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from remediate.config.loader import load_settings
+    from remediate.pipeline.request import Alert, Request
+    from remediate.runtime import Runtime
+
+    runtime = Runtime.build(load_settings(config))
+    first = runtime.pipeline.decide(
+        Request("greet", {"service": "web"}, source="webhook", confidence=70, alert=Alert("A"))
+    )
+    second = runtime.pipeline.decide(
+        Request("greet", {"service": "db"}, source="webhook", confidence=70, alert=Alert("B"))
+    )
+    runtime.close()
+    code, out, _ = run_cli(capsys, "-c", str(config), "pending", "--format", "json")
+    assert code == 0
+    assert [row["id"] for row in json.loads(out)] == [first.approval_id, second.approval_id]
+    code, out, _ = run_cli(
+        capsys, "-c", str(config), "approve", str(first.approval_id), "--format", "json"
+    )
+    assert code == 0
+    assert json.loads(out)["status"] == "success"
+    code, _, _ = run_cli(capsys, "-c", str(config), "reject", str(second.approval_id))
+    assert code == 0
+    code, _, err = run_cli(capsys, "-c", str(config), "approve", str(second.approval_id))
+    assert code == 3 and "already rejected" in err
+    code, out, _ = run_cli(capsys, "-c", str(config), "pending", "--format", "json")
+    assert json.loads(out) == []
