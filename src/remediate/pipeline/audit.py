@@ -23,7 +23,14 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def append(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":")) + "\n"
+        self.append_many([entry])
+
+    def append_many(self, entries: list[dict[str, Any]]) -> None:
+        """Append lines with one write and one fsync."""
+        line = "".join(
+            json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":")) + "\n"
+            for entry in entries
+        )
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -27,7 +27,7 @@ from remediate.config.models import Settings
 from remediate.errors import RemediateError, UsageError
 from remediate.pipeline.audit import AuditLog, entry
 from remediate.pipeline.checks import Check, CheckInput, default_checks
-from remediate.pipeline.request import Alert, Decision, Request, Source, Verdict
+from remediate.pipeline.request import Decision, Note, Request, Verdict
 from remediate.playbooks.base import Context, Plan, Playbook, PlaybookTimeout, Result, excerpt
 from remediate.playbooks.registry import Registry
 from remediate.store import GateView, Store
@@ -133,69 +133,105 @@ class Pipeline:
         A request from an automatic trigger whose playbook or parameters do not
         validate is recorded as blocked with the reason; a manual one raises.
         """
-        try:
-            request, playbook, _params, target = self._resolve(request)
-            risk = playbook.risk
-            invalid: Verdict | None = None
-        except UsageError as error:
-            if not request.automatic:
-                raise
-            target, risk = "-", "high"
-            invalid = Verdict.block("parameters", error.message)
+        return self.decide_all([request])[0]
+
+    def decide_all(self, items: Sequence[Request | Note]) -> list[Decision]:
+        """Decide many in one serialized transaction: one commit (one fsync) for a whole
+        Alertmanager notification. Later items see the admissions of earlier ones."""
+        resolved: list[tuple[Request, str, str, Verdict | None] | Note] = []
+        for item in items:
+            if isinstance(item, Note):
+                resolved.append(item)
+                continue
+            try:
+                request, playbook, _params, target = self._resolve(item)
+                resolved.append((request, target, playbook.risk, None))
+            except UsageError as error:
+                if not item.automatic:
+                    raise
+                resolved.append((item, "-", "high", Verdict.block("parameters", error.message)))
+        entries: list[dict[str, Any]] = []
+        decisions: list[Decision] = []
         with self.store.gate_transaction() as view:
             now = self.clock.now()
-            verdict = invalid or self._verdict(request, view, target, risk)
-            key = idempotency_key(request, self.settings.safety.idempotency.key_fields)
-            request_id = Store.insert_request(view, _request_row(request, now))
-            action = {"allow": "execute", "block": "block", "escalate": "escalate"}[verdict.action]
-            reason = verdict.reason or (
-                "forced by operator" if request.forced else "all checks passed"
-            )
-            decision_id = Store.insert_decision(
+            for entry_item in resolved:
+                line: dict[str, Any] | None
+                if isinstance(entry_item, Note):
+                    decision, line = self._record_note(view, entry_item, now)
+                else:
+                    decision, line = self._gate_one(view, *entry_item, now=now)
+                decisions.append(decision)
+                if line is not None:
+                    entries.append(line)
+        if entries:
+            self.audit.append_many(entries)
+        for decision, item in zip(decisions, items, strict=True):
+            if decision.approval_id is not None and isinstance(item, Request):
+                self._notify_escalation(decision, item)
+        if entries:
+            self._after_record()
+        return decisions
+
+    def _gate_one(
+        self,
+        view: GateView,
+        request: Request,
+        target: str,
+        risk: str,
+        invalid: Verdict | None,
+        *,
+        now: float,
+    ) -> tuple[Decision, dict[str, Any] | None]:
+        verdict = invalid or self._verdict(request, view, target, risk)
+        key = idempotency_key(request, self.settings.safety.idempotency.key_fields)
+        request_id = Store.insert_request(view, _request_row(request, now))
+        action = {"allow": "execute", "block": "block", "escalate": "escalate"}[verdict.action]
+        reason = verdict.reason or ("forced by operator" if request.forced else "all checks passed")
+        decision_id = Store.insert_decision(
+            view,
+            {
+                "request_id": request_id,
+                "created_at": now,
+                "source": request.source,
+                "playbook": request.playbook,
+                "alertname": request.alert.name if request.alert else None,
+                "target": target,
+                "action": action,
+                "check_name": verdict.check or None,
+                "reason": reason,
+                "confidence": request.confidence,
+                "forced": request.forced,
+            },
+        )
+        execution_id = approval_id = None
+        if action == "execute":
+            from remediate.pipeline.checks.rate_limit import rule_keys
+
+            given = CheckInput(request, self.settings, view, now, target, key, risk)
+            execution_id = Store.insert_execution(
                 view,
                 {
-                    "request_id": request_id,
-                    "created_at": now,
-                    "source": request.source,
+                    "decision_id": decision_id,
+                    "attempt": 1,
                     "playbook": request.playbook,
-                    "alertname": request.alert.name if request.alert else None,
                     "target": target,
-                    "action": action,
-                    "check_name": verdict.check or None,
-                    "reason": reason,
-                    "confidence": request.confidence,
+                    "source": request.source,
+                    "alertname": request.alert.name if request.alert else None,
+                    "idempotency_key": key,
                     "forced": request.forced,
+                    "admitted_at": now,
+                    "status": "queued",
                 },
+                rule_keys(given),
             )
-            execution_id = approval_id = None
-            if action == "execute":
-                from remediate.pipeline.checks.rate_limit import rule_keys
-
-                given = CheckInput(request, self.settings, view, now, target, key, risk)
-                execution_id = Store.insert_execution(
-                    view,
-                    {
-                        "decision_id": decision_id,
-                        "attempt": 1,
-                        "playbook": request.playbook,
-                        "target": target,
-                        "source": request.source,
-                        "alertname": request.alert.name if request.alert else None,
-                        "idempotency_key": key,
-                        "forced": request.forced,
-                        "admitted_at": now,
-                        "status": "queued",
-                    },
-                    rule_keys(given),
-                )
-            elif action == "escalate":
-                approval_id = Store.insert_approval(
-                    view,
-                    decision_id=decision_id,
-                    request_id=request_id,
-                    now=now,
-                    expires_at=now + self.settings.safety.approval_ttl_minutes * 60,
-                )
+        elif action == "escalate":
+            approval_id = Store.insert_approval(
+                view,
+                decision_id=decision_id,
+                request_id=request_id,
+                now=now,
+                expires_at=now + self.settings.safety.approval_ttl_minutes * 60,
+            )
         decision = Decision(
             id=decision_id,
             action=action,  # type: ignore[arg-type]
@@ -207,77 +243,73 @@ class Pipeline:
             approval_id=approval_id,
             target=target,
         )
-        if approval_id is not None:
-            self._notify_escalation(decision, request)
-        if execution_id is None:
-            self.audit.append(
-                entry(
-                    decision_id=decision_id,
-                    timestamp=now,
-                    source=request.source,
-                    playbook=request.playbook,
-                    alert=request.alert.name if request.alert else None,
-                    parameters=dict(request.parameters),
-                    action=action,
-                    reason=reason,
-                    check=verdict.check,
-                    confidence=request.confidence,
-                    forced=request.forced,
-                )
-            )
-            self._after_record()
-        return decision
-
-    def note(
-        self,
-        *,
-        source: Source,
-        alert: Alert | None,
-        action: Literal["block", "record"],
-        check: str,
-        reason: str,
-        playbook: str | None = None,
-        confidence: float = 0.0,
-    ) -> Decision:
-        """Record a decision that needs no gate: no route, investigation only, resolved."""
-        request = Request(playbook or "", source=source, alert=alert, confidence=confidence)
-        with self.store.gate_transaction() as view:
-            now = self.clock.now()
-            row = _request_row(request, now)
-            row["playbook"] = playbook
-            request_id = Store.insert_request(view, row)
-            decision_id = Store.insert_decision(
-                view,
-                {
-                    "request_id": request_id,
-                    "created_at": now,
-                    "source": source,
-                    "playbook": playbook,
-                    "alertname": alert.name if alert else None,
-                    "target": None,
-                    "action": action,
-                    "check_name": check,
-                    "reason": reason,
-                    "confidence": confidence,
-                    "forced": False,
-                },
-            )
-        self.audit.append(
-            entry(
-                decision_id=decision_id,
-                timestamp=now,
-                source=source,
-                playbook=playbook,
-                alert=alert.name if alert else None,
-                parameters=None,
-                action=action,
-                reason=reason,
-                check=check,
-                confidence=confidence,
-            )
+        if execution_id is not None:
+            return decision, None  # its audit line is written when it finishes
+        return decision, entry(
+            decision_id=decision_id,
+            timestamp=now,
+            source=request.source,
+            playbook=request.playbook,
+            alert=request.alert.name if request.alert else None,
+            parameters=dict(request.parameters),
+            action=action,
+            reason=reason,
+            check=verdict.check,
+            confidence=request.confidence,
+            forced=request.forced,
         )
-        self._after_record()
-        return Decision(decision_id, action, playbook or "", reason, check, request_id=request_id)
+
+    def note(self, note: Note) -> Decision:
+        """Record a decision that needs no gate: no route, investigation only, resolved."""
+        return self.decide_all([note])[0]
+
+    def _record_note(
+        self, view: GateView, note: Note, now: float
+    ) -> tuple[Decision, dict[str, Any]]:
+        alert = note.alert
+        request = Request(
+            note.playbook or "", source=note.source, alert=alert, confidence=note.confidence
+        )
+        row = _request_row(request, now)
+        row["playbook"] = note.playbook
+        request_id = Store.insert_request(view, row)
+        decision_id = Store.insert_decision(
+            view,
+            {
+                "request_id": request_id,
+                "created_at": now,
+                "source": note.source,
+                "playbook": note.playbook,
+                "alertname": alert.name if alert else None,
+                "target": None,
+                "action": note.action,
+                "check_name": note.check,
+                "reason": note.reason,
+                "confidence": note.confidence,
+                "forced": False,
+            },
+        )
+        line = entry(
+            decision_id=decision_id,
+            timestamp=now,
+            source=note.source,
+            playbook=note.playbook,
+            alert=alert.name if alert else None,
+            parameters=None,
+            action=note.action,
+            reason=note.reason,
+            check=note.check,
+            confidence=note.confidence,
+        )
+        decision = Decision(
+            decision_id,
+            note.action,
+            note.playbook or "",
+            note.reason,
+            note.check,
+            request_id=request_id,
+        )
+        return decision, line
 
     def _notify_escalation(self, decision: Decision, request: Request) -> None:
         if self.notify is None or "escalated" not in self.settings.notifications.on:

@@ -75,3 +75,16 @@ class Decision:
     request_id: int | None = None
     approval_id: int | None = None
     target: str = "-"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A decision that needs no gate: a resolved alert, no route, investigation only."""
+
+    source: Source
+    alert: Alert | None
+    action: Literal["block", "record"]
+    check: str
+    reason: str
+    playbook: str | None = None
+    confidence: float = 0.0

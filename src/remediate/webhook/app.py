@@ -122,18 +122,16 @@ def create_app(
         )
 
     async def decisions(request: Request) -> Response:
-        try:
-            limit = min(int(request.query_params.get("limit", "100")), 1000)
-        except ValueError:
-            return _error(400, "limit: must be an integer", field="limit")
+        limit = _integer(request.query_params.get("limit", "100"), maximum=1000)
+        if limit is None:
+            return _error(400, "limit: must be an integer from 1 to 1000", field="limit")
         rows = await run_in_threadpool(runtime.store.history, limit=limit)
         return JSONResponse(_jsonable(rows))
 
     async def decision(request: Request) -> Response:
-        try:
-            decision_id = int(request.path_params["id"])
-        except ValueError:
-            return _error(400, "id: must be an integer", field="id")
+        decision_id = _integer(request.path_params["id"])
+        if decision_id is None:
+            return _error(400, "id: must be a positive integer", field="id")
         row = await run_in_threadpool(runtime.store.decision, decision_id)
         if row is None:
             return _error(404, f"no decision {decision_id}")
@@ -148,10 +146,9 @@ def create_app(
     async def approval(request: Request) -> Response:
         from remediate.pipeline import approvals as service
 
-        try:
-            approval_id = int(request.path_params["id"])
-        except ValueError:
-            return _error(400, "id: must be an integer", field="id")
+        approval_id = _integer(request.path_params["id"])
+        if approval_id is None:
+            return _error(400, "id: must be a positive integer", field="id")
         verb = request.path_params["verb"]
         by = request.headers.get("x-remediate-operator", "http")[:128]
         try:
@@ -229,13 +226,21 @@ def create_app(
     )
 
 
+def _integer(text: str, *, maximum: int = 2**63 - 1) -> int | None:
+    """A positive integer that fits the store's 64-bit ids, or None."""
+    if not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 1 <= value <= maximum else None
+
+
 def _wait_seconds(request: Request) -> float | None:
     raw = request.query_params.get("wait", "0")
     try:
         value = float(raw)
     except ValueError:
         return None
-    if not 0 <= value <= MAX_WAIT_SECONDS:
+    if not 0 <= value <= MAX_WAIT_SECONDS:  # also refuses nan
         return None
     return value
 

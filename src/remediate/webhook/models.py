@@ -38,4 +38,5 @@ class WebhookPayload(_Model):
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
-    alerts: tuple[AlertPayload, ...] = Field(max_length=10_000)
+    # Alertmanager's max_alerts should stay at or below this; one notification is one transaction.
+    alerts: tuple[AlertPayload, ...] = Field(max_length=1000)

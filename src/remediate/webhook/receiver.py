@@ -2,16 +2,16 @@
 
 Runs in a worker thread (the store is synchronous). Every alert gets a
 decision row: executed (queued for the worker), blocked, escalated, or
-recorded (resolved, investigation only, or no route).
+recorded (resolved, investigation only, or no route). All alerts of one
+notification are decided in one transaction: one commit, one fsync.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from remediate.errors import UsageError
 from remediate.pipeline.pipeline import Pipeline
-from remediate.pipeline.request import Decision
+from remediate.pipeline.request import Note, Request
 from remediate.webhook.models import AlertPayload, WebhookPayload
 from remediate.webhook.routing import find_route, request_for, to_alert
 
@@ -19,68 +19,49 @@ from remediate.webhook.routing import find_route, request_for, to_alert
 ACTIONS = {"execute": "executed", "block": "blocked", "escalate": "escalate", "record": "recorded"}
 
 
-def process(pipeline: Pipeline, payload: WebhookPayload) -> list[dict[str, Any]]:
-    return [process_alert(pipeline, alert, payload) for alert in payload.alerts]
-
-
-def process_alert(
-    pipeline: Pipeline, alert: AlertPayload, payload: WebhookPayload
-) -> dict[str, Any]:
+def intent(pipeline: Pipeline, alert: AlertPayload, payload: WebhookPayload) -> Request | Note:
+    """What to do with one alert: a request for the gate, or a note to record."""
     name = alert.labels.get("alertname", "")
     route = find_route(pipeline.settings, alert)
-    decision: Decision
     if alert.status == "resolved":
-        decision = pipeline.note(
-            source="webhook",
-            alert=to_alert(alert),
-            action="record",
-            check="status",
-            reason="resolved notification: recorded, never executed",
+        return Note(
+            "webhook",
+            to_alert(alert),
+            "record",
+            "status",
+            "resolved notification: recorded, never executed",
             playbook=route.playbook if route else None,
         )
-    elif route is None:
-        decision = pipeline.note(
-            source="webhook",
-            alert=to_alert(alert),
-            action="record",
-            check="route",
-            reason=f"no route for alert {name!r}" if name else "alert has no alertname label",
-        )
-    else:
-        request, why_not = request_for(route, alert, payload)
-        if request is None:
-            template_failed = why_not.startswith("parameter ")
-            decision = pipeline.note(
-                source="webhook",
-                alert=to_alert(alert),
-                action="block" if template_failed else "record",
-                check="parameters" if template_failed else "route",
-                reason=why_not,
-                playbook=route.playbook,
-                confidence=route.confidence,
-            )
-        else:
-            try:
-                decision = pipeline.decide(request)
-            except (
-                UsageError
-            ) as error:  # decide records automatic bad input itself; belt and braces
-                decision = pipeline.note(
-                    source="webhook",
-                    alert=to_alert(alert),
-                    action="block",
-                    check="parameters",
-                    reason=error.message,
-                    playbook=route.playbook,
-                    confidence=route.confidence,
-                )
-    return {
-        "alert": name,
-        "action": ACTIONS[decision.action],
-        "playbook": decision.playbook or None,
-        "reason": decision.reason,
-        "decision_id": decision.id,
-        "result": "queued" if decision.execution_id else None,
-        "execution_id": decision.execution_id,
-        "approval_id": decision.approval_id,
-    }
+    if route is None:
+        reason = f"no route for alert {name!r}" if name else "alert has no alertname label"
+        return Note("webhook", to_alert(alert), "record", "route", reason)
+    request, why_not = request_for(route, alert, payload)
+    if request is not None:
+        return request
+    template_failed = why_not.startswith("parameter ")
+    return Note(
+        "webhook",
+        to_alert(alert),
+        "block" if template_failed else "record",
+        "parameters" if template_failed else "route",
+        why_not,
+        playbook=route.playbook,
+        confidence=route.confidence,
+    )
+
+
+def process(pipeline: Pipeline, payload: WebhookPayload) -> list[dict[str, Any]]:
+    decisions = pipeline.decide_all([intent(pipeline, alert, payload) for alert in payload.alerts])
+    return [
+        {
+            "alert": alert.labels.get("alertname", ""),
+            "action": ACTIONS[decision.action],
+            "playbook": decision.playbook or None,
+            "reason": decision.reason,
+            "decision_id": decision.id,
+            "result": "queued" if decision.execution_id else None,
+            "execution_id": decision.execution_id,
+            "approval_id": decision.approval_id,
+        }
+        for alert, decision in zip(payload.alerts, decisions, strict=True)
+    ]
