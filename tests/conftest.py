@@ -17,6 +17,9 @@ from remediate.clock import ManualClock
 from remediate.store import Store
 from tests.helpers import POSTGRES_ADMIN_URL, unavailable
 
+# Fixture modules shared by several test files.
+pytest_plugins = ["tests.fixtures_monitoring"]
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:

@@ -1,0 +1,126 @@
+"""The whole loop with the real thing: Prometheus evaluates a rule, Alertmanager notifies
+`remediate serve`, the playbook runs, and the resolved notification is recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.fixtures_monitoring import Exporter, free_port, start_alertmanager, start_prometheus
+
+REMEDIATE = str(Path(sys.executable).parent / "remediate")
+TOKEN = "loop-token-5f2a9c"
+
+
+def wait_for(what: str, check: object, timeout: float = 60.0) -> float:
+    """Poll `check()` until truthy (bounded); returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():  # type: ignore[operator]
+            return time.monotonic() - started
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.integration
+def test_a_firing_alert_is_remediated_and_its_resolution_recorded(
+    tmp_path: Path, exporter: Exporter
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    config = tmp_path / "remediate.yml"
+    config.write_text(
+        f"""
+state: {{directory: {tmp_path / "state"}}}
+playbooks:
+  commands:
+    - name: mark
+      parameters: {{service: {{type: string, pattern: "^[a-z]+$", required: true}}}}
+      steps: [{{name: mark, argv: ["touch", "{markers}/{{service}}"]}}]
+routes:
+  - {{alert: TestServiceDown, playbook: mark, confidence: 95,
+      parameters: {{service: "{{{{.Labels.name}}}}"}}}}
+"""
+    )
+    port = free_port()
+    env = dict(os.environ, REMEDIATE_WEBHOOK_TOKEN=TOKEN)
+    with (tmp_path / "serve.log").open("w") as output:
+        serve = subprocess.Popen(
+            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    alertmanager = prometheus = None
+    try:
+        wait_for("remediate serve", lambda: _ok(f"{base}/health"), timeout=30)
+        alertmanager, am_address = start_alertmanager(
+            tmp_path / "alertmanager", webhook_url=f"{base}/webhook", token=TOKEN
+        )
+        exporter.set('test_service_up{name="web"}', 1)
+        rules = {
+            "groups": [
+                {
+                    "name": "test",
+                    "rules": [
+                        {
+                            "alert": "TestServiceDown",
+                            "expr": "test_service_up == 0",
+                            "labels": {"severity": "critical"},
+                        }
+                    ],
+                }
+            ]
+        }
+        prometheus, _ = start_prometheus(
+            tmp_path / "prometheus",
+            targets=[exporter.address],
+            rules=rules,
+            alertmanager=am_address,
+        )
+        exporter.set('test_service_up{name="web"}', 0)
+        took = wait_for("the playbook to run", lambda: (markers / "web").exists(), timeout=60)
+        print(f"\nalert condition to remediation: {took:.1f} s")
+
+        decisions = httpx.get(f"{base}/decisions", headers=_auth(), timeout=5).json()
+        executed = [d for d in decisions if d["action"] == "execute"]
+        assert executed and executed[0]["alertname"] == "TestServiceDown"
+        assert executed[0]["parameters"] == {"service": "web"}
+
+        exporter.set('test_service_up{name="web"}', 1)
+        wait_for(
+            "the resolved notification",
+            lambda: any(
+                d["check_name"] == "status"
+                for d in httpx.get(f"{base}/decisions", headers=_auth(), timeout=5).json()
+            ),
+        )
+        audit = (tmp_path / "state" / "decisions.jsonl").read_text()
+        assert '"alert":"TestServiceDown"' in audit and '"success":true' in audit
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert 'remediation_playbook_executions_total{playbook="mark",status="success"}' in metrics
+    finally:
+        for process in (prometheus, alertmanager):
+            if process is not None:
+                process.stop()
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
