@@ -363,3 +363,29 @@ def test_a_successful_trial_closes_the_breaker(
     clock.advance(minutes=15)
     decision, _ = pipeline.run(Request("fail"))
     assert decision.action == "execute"
+
+
+def test_a_request_timeout_shorter_than_the_playbooks_kills_it(pipeline: Pipeline) -> None:
+    _, report = pipeline.run(Request("slow", {"service": "db"}, timeout=0.2))
+    assert report is not None and report.status == "timeout"
+
+
+def test_a_database_at_an_older_schema_is_migrated(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    import remediate.store.store as module
+    from remediate.store.store import SCHEMA_HEAD
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store.open(url, migrate=False)
+    config = Config()
+    config.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    assert old.schema_version() == "0001"
+    old.close()
+    upgraded = Store.open(url)
+    assert upgraded.schema_version() == SCHEMA_HEAD
+    upgraded.close()

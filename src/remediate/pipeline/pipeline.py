@@ -329,17 +329,19 @@ class Pipeline:
 
     # --- runner -----------------------------------------------------------------------
 
-    def _context(self, playbook: Playbook, *, dry_run: bool = False) -> Context:
+    def _context(
+        self, playbook: Playbook, *, dry_run: bool = False, timeout: float | None = None
+    ) -> Context:
         return Context(
             settings=self.settings,
             runner=self.process_runner,
             clock=self.clock,
-            deadline=time.monotonic() + playbook.timeout,
+            deadline=time.monotonic() + (timeout or playbook.timeout),
             dry_run=dry_run,
         )
 
-    def _attempt(self, playbook: Playbook, params: BaseModel) -> Result:
-        ctx = self._context(playbook)
+    def _attempt(self, playbook: Playbook, params: BaseModel, timeout: float) -> Result:
+        ctx = self._context(playbook, timeout=timeout)
         try:
             plan = playbook.plan(ctx, params)
             result = playbook.execute(ctx, plan, params)
@@ -360,13 +362,14 @@ class Pipeline:
         params = playbook.parse_parameters(row["parameters"] or {})
         lease_key = f"{row['playbook']}:{row['target']}"
         grace = self.settings.safety.lease_grace_seconds
+        timeout = min(playbook.timeout, row["timeout_seconds"] or playbook.timeout)
         now = self.clock.now()
         holder = self.store.claim(
             execution_id,
             lease_key=lease_key,
             owner=owner,
             now=now,
-            expires_at=now + playbook.timeout + grace,
+            expires_at=now + timeout + grace,
         )
         if holder is not None:
             result = Result(
@@ -380,7 +383,7 @@ class Pipeline:
         retries = playbook.retries
         attempt, current_id = 1, execution_id
         while True:
-            result = self._attempt(playbook, params)
+            result = self._attempt(playbook, params, timeout)
             retry = result.status in retries.on and attempt < retries.attempts
             self.store.finish(
                 current_id,
@@ -405,7 +408,7 @@ class Pipeline:
             attempt += 1
             now = self.clock.now()
             current_id = self.store.add_attempt(
-                current_id, now=now, owner=owner, expires_at=now + playbook.timeout + grace
+                current_id, now=now, owner=owner, expires_at=now + timeout + grace
             )
         return self._record(row, current_id, result, attempts=attempt)
 
@@ -486,6 +489,7 @@ def _request_row(request: Request, now: float) -> dict[str, Any]:
         "forced": request.forced,
         "dry_run": request.dry_run,
         "chain_run_id": request.chain_run_id,
+        "timeout_seconds": request.timeout,
     }
 
 

@@ -34,6 +34,8 @@ class Request:
     forced: bool = False
     dry_run: bool = False
     chain_run_id: int | None = None
+    # Shorter than the playbook's own timeout when set: a chain step's timeout.
+    timeout: float | None = None
 
     @property
     def automatic(self) -> bool:

@@ -29,7 +29,7 @@ from remediate.errors import StoreError
 from remediate.store import tables as t
 
 # The newest migration in store/migrations/versions; a test keeps the two in step.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 _GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
 
 FAILED = ("failure", "timeout")
@@ -460,6 +460,8 @@ class Store:
                 d.c.reason,
                 d.c.confidence,
                 r.c.parameters,
+                r.c.timeout_seconds,
+                r.c.chain_run_id,
             )
             .select_from(e.join(d, d.c.id == e.c.decision_id).join(r, r.c.id == d.c.request_id))
             .where(e.c.id == execution_id)

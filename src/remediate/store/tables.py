@@ -43,6 +43,8 @@ requests = Table(
     Column("forced", Boolean, nullable=False, default=False),
     Column("dry_run", Boolean, nullable=False, default=False),
     Column("chain_run_id", Integer),
+    # Shorter than the playbook's own timeout when set (a chain step's timeout).
+    Column("timeout_seconds", Float),
 )
 
 decisions = Table(
