@@ -374,6 +374,15 @@ class Metrics(Model):
     duration_buckets: tuple[float, ...] = (1, 5, 15, 30, 60, 120, 300, 600, 1800)
 
 
+class Analytics(Model):
+    """Figures the reports need that the history cannot tell: what a fix costs by hand."""
+
+    manual_minutes: dict[str, float] = Field(default_factory=dict)
+    default_manual_minutes: float = Field(30, gt=0)
+    # Below this many executions in the window a playbook is not scored.
+    min_executions: int = Field(5, ge=1)
+
+
 class Server(Model):
     bind: str = "127.0.0.1"
     port: int = Field(9096, ge=0, le=65535)
@@ -396,6 +405,7 @@ class Settings(Model):
     notifications: Notifications = Notifications()
     prometheus: Endpoint = Endpoint()
     alertmanager: Endpoint = Endpoint()
+    analytics: Analytics = Analytics()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
