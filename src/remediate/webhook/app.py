@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from remediate.errors import RemediateError, StoreError
 from remediate.pipeline.worker import Worker
+from remediate.pipeline.writer import DecisionWriter
 from remediate.runtime import Runtime
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
@@ -59,10 +60,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(
-    runtime: Runtime, *, token: str | None = None, worker: Worker | None = None
+    runtime: Runtime,
+    *,
+    token: str | None = None,
+    worker: Worker | None = None,
+    group_commit: bool = True,
 ) -> Starlette:
-    """The app; with `worker=None` admitted executions stay queued (the store is the queue)."""
+    """The app; with `worker=None` admitted executions stay queued (the store is the queue).
+
+    With `group_commit`, concurrent notifications are decided together by one writer
+    thread: one transaction and one fsync per batch.
+    """
     max_body = runtime.settings.server.max_body_bytes
+    writer = DecisionWriter(runtime.pipeline) if group_commit else None
 
     def authorized(request: Request) -> bool:
         if not token:
@@ -88,7 +98,8 @@ def create_app(
 
     async def webhook(request: Request) -> Response:
         from remediate.webhook.models import WebhookPayload
-        from remediate.webhook.receiver import process
+        from remediate.webhook.receiver import intents
+        from remediate.webhook.receiver import results as to_results
 
         try:
             body = await _read_body(request, max_body)
@@ -107,7 +118,12 @@ def create_app(
         wait = _wait_seconds(request)
         if wait is None:
             return _error(400, "wait: must be a number of seconds from 0 to 300", field="wait")
-        results = await run_in_threadpool(process, runtime.pipeline, payload)
+        items = intents(runtime.pipeline, payload)
+        if writer is not None:
+            decisions = await writer.decide(items)
+        else:
+            decisions = await run_in_threadpool(runtime.pipeline.decide_all, items)
+        results = to_results(payload, decisions)
         queued = [r["execution_id"] for r in results if r["execution_id"] is not None]
         if worker is not None:
             for execution_id in queued:
@@ -203,11 +219,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if writer is not None:
+            writer.start()
         if worker is not None:
             worker.start()
         try:
             yield
         finally:
+            if writer is not None:
+                await run_in_threadpool(writer.stop, 10.0)
             if worker is not None:
                 await run_in_threadpool(worker.stop, 10.0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from remediate.pipeline.pipeline import Pipeline
-from remediate.pipeline.request import Note, Request
+from remediate.pipeline.request import Decision, Note, Request
 from remediate.webhook.models import AlertPayload, WebhookPayload
 from remediate.webhook.routing import find_route, request_for, to_alert
 
@@ -50,8 +50,12 @@ def intent(pipeline: Pipeline, alert: AlertPayload, payload: WebhookPayload) -> 
     )
 
 
-def process(pipeline: Pipeline, payload: WebhookPayload) -> list[dict[str, Any]]:
-    decisions = pipeline.decide_all([intent(pipeline, alert, payload) for alert in payload.alerts])
+def intents(pipeline: Pipeline, payload: WebhookPayload) -> list[Request | Note]:
+    return [intent(pipeline, alert, payload) for alert in payload.alerts]
+
+
+def results(payload: WebhookPayload, decisions: list[Decision]) -> list[dict[str, Any]]:
+    """The seed's response entries, one per alert, each naming its decision."""
     return [
         {
             "alert": alert.labels.get("alertname", ""),
@@ -65,3 +69,8 @@ def process(pipeline: Pipeline, payload: WebhookPayload) -> list[dict[str, Any]]
         }
         for alert, decision in zip(payload.alerts, decisions, strict=True)
     ]
+
+
+def process(pipeline: Pipeline, payload: WebhookPayload) -> list[dict[str, Any]]:
+    """Decide a whole notification in one transaction (without the group-commit writer)."""
+    return results(payload, pipeline.decide_all(intents(pipeline, payload)))
