@@ -168,8 +168,8 @@ class Pipeline:
         for decision, item in zip(decisions, items, strict=True):
             if decision.approval_id is not None and isinstance(item, Request):
                 self._notify_escalation(decision, item)
-        if entries:
-            self._after_record()
+        # The metrics textfile is refreshed after executions, not after every gate
+        # decision: under an alert storm that would rescan the store per notification.
         return decisions
 
     def _gate_one(
