@@ -338,6 +338,7 @@ class Pipeline:
             clock=self.clock,
             deadline=time.monotonic() + (timeout or playbook.timeout),
             dry_run=dry_run,
+            submit=None if dry_run else self.run,
         )
 
     def _attempt(self, playbook: Playbook, params: BaseModel, timeout: float) -> Result:

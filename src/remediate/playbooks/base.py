@@ -17,7 +17,7 @@ there and prints it), then executes the plan, then verifies the post-condition.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -95,6 +95,10 @@ class Context:
     deadline: float  # time.monotonic() value
     dry_run: bool = False
     log: list[str] = field(default_factory=list)
+    # Set by the pipeline: submit another request through the gate and run it if admitted
+    # (predictive-maintenance submits its preemptive playbook this way). Returns
+    # (decision, report or None).
+    submit: Callable[[Any], tuple[Any, Any]] | None = None
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
