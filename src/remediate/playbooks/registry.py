@@ -54,6 +54,7 @@ BUILTINS: dict[str, str] = {
     "resource-pressure": "remediate.playbooks.resource_pressure:ResourcePressure",
     "database-maintenance": "remediate.playbooks.database:DatabaseMaintenance",
     "drift-reconciliation": "remediate.playbooks.drift:DriftReconciliation",
+    "predictive-maintenance": "remediate.playbooks.predictive:PredictiveMaintenance",
 }
 
 
