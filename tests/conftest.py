@@ -18,7 +18,11 @@ from remediate.store import Store
 from tests.helpers import POSTGRES_ADMIN_URL, unavailable
 
 # Fixture modules shared by several test files.
-pytest_plugins = ["tests.fixtures_monitoring", "tests.fixtures_databases"]
+pytest_plugins = [
+    "tests.fixtures_monitoring",
+    "tests.fixtures_databases",
+    "tests.fixtures_podman",
+]
 
 
 @pytest.fixture(scope="session")
