@@ -27,14 +27,14 @@ def pipeline(tmp_path: Path, store: Store, store_url: str, clock: ManualClock) -
     settings = settings_for(
         tmp_path,
         store_url,
-        playbooks={"commands": [command("disk-cleanup", ["true"]), command("broken", ["false"])]},
+        playbooks={"commands": [command("cleanup", ["true"]), command("broken", ["false"])]},
     )
     return Pipeline(settings, store, Registry.from_settings(settings), clock=clock)
 
 
 def disk_alert() -> Request:
     return Request(
-        "disk-cleanup",
+        "cleanup",
         source="webhook",
         confidence=95,
         alert=Alert("SystemDiskSpaceCritical", {"instance": "localhost", "mountpoint": "/"}),

@@ -29,7 +29,7 @@ from remediate.errors import StoreError
 from remediate.store import tables as t
 
 # The newest migration in store/migrations/versions; a test keeps the two in step.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0005"
 _GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
 
 FAILED = ("failure", "timeout")
@@ -48,75 +48,91 @@ class Outcome:
     finished_at: float | None
 
 
+def _prepared() -> dict[str, Any]:
+    """The gate's queries, built once with bound parameters: SQLAlchemy then reuses
+    their compiled form, which matters on the webhook's hot path."""
+    e, k, f = t.executions, t.execution_keys, t.flags
+    count = sa.select(sa.func.count()).select_from(e)
+    first_attempts = count.where(e.c.attempt == 1, e.c.admitted_at >= sa.bindparam("since"))
+    return {
+        "count": first_attempts,
+        "count_playbook": first_attempts.where(e.c.playbook == sa.bindparam("playbook")),
+        "count_alert": first_attempts.where(e.c.alertname == sa.bindparam("alertname")),
+        "count_rule": sa.select(sa.func.count())
+        .select_from(k)
+        .where(
+            k.c.rule == sa.bindparam("rule"),
+            k.c.key == sa.bindparam("key"),
+            k.c.admitted_at >= sa.bindparam("since"),
+        ),
+        "last_playbook": sa.select(sa.func.max(e.c.admitted_at)).where(
+            e.c.playbook == sa.bindparam("playbook")
+        ),
+        "last_key": sa.select(sa.func.max(e.c.admitted_at)).where(
+            e.c.idempotency_key == sa.bindparam("key")
+        ),
+        "outcomes": sa.select(e.c.status, e.c.admitted_at, e.c.finished_at)
+        .where(e.c.playbook == sa.bindparam("playbook"), e.c.status.in_(("success", *FAILED)))
+        .order_by(e.c.admitted_at.desc(), e.c.id.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer)),
+        "unfinished": count.where(
+            e.c.playbook == sa.bindparam("playbook"), e.c.status.in_(("queued", "running"))
+        ),
+        "flag": sa.select(f.c.value).where(f.c.name == sa.bindparam("name")),
+    }
+
+
+_QUERIES = _prepared()
+_INSERT_REQUEST = t.requests.insert()
+_INSERT_DECISION = t.decisions.insert()
+_INSERT_EXECUTION = t.executions.insert()
+_INSERT_EXECUTION_KEY = t.execution_keys.insert()
+
+
 class GateView:
     """The reads the gate checks make, inside one serialized transaction."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self._flags: dict[str, Any] = {}
 
-    def _scalar(self, query: sa.Select[Any]) -> Any:
-        return self.connection.execute(query).scalar()
+    def _scalar(self, name: str, **parameters: Any) -> Any:
+        return self.connection.execute(_QUERIES[name], parameters).scalar()
 
     def count_admitted(
         self, *, since: float, playbook: str | None = None, alertname: str | None = None
     ) -> int:
-        e = t.executions
-        query = sa.select(sa.func.count()).select_from(e).where(e.c.admitted_at >= since)
-        query = query.where(e.c.attempt == 1)
         if playbook is not None:
-            query = query.where(e.c.playbook == playbook)
+            return int(self._scalar("count_playbook", since=since, playbook=playbook) or 0)
         if alertname is not None:
-            query = query.where(e.c.alertname == alertname)
-        return int(self._scalar(query) or 0)
+            return int(self._scalar("count_alert", since=since, alertname=alertname) or 0)
+        return int(self._scalar("count", since=since) or 0)
 
     def count_rule(self, *, rule: str, key: str, since: float) -> int:
-        k = t.execution_keys
-        query = (
-            sa.select(sa.func.count())
-            .select_from(k)
-            .where(k.c.rule == rule, k.c.key == key, k.c.admitted_at >= since)
-        )
-        return int(self._scalar(query) or 0)
+        return int(self._scalar("count_rule", rule=rule, key=key, since=since) or 0)
 
     def last_admitted(self, *, playbook: str) -> float | None:
-        e = t.executions
-        query = sa.select(sa.func.max(e.c.admitted_at)).where(e.c.playbook == playbook)
-        value = self._scalar(query)
+        value = self._scalar("last_playbook", playbook=playbook)
         return float(value) if value is not None else None
 
     def last_admitted_with_key(self, *, idempotency_key: str) -> float | None:
-        e = t.executions
-        query = sa.select(sa.func.max(e.c.admitted_at)).where(
-            e.c.idempotency_key == idempotency_key
-        )
-        value = self._scalar(query)
+        value = self._scalar("last_key", key=idempotency_key)
         return float(value) if value is not None else None
 
     def recent_outcomes(self, *, playbook: str, limit: int) -> list[Outcome]:
         """Newest first: the finished attempts that count for the circuit breaker."""
-        e = t.executions
-        query = (
-            sa.select(e.c.status, e.c.admitted_at, e.c.finished_at)
-            .where(e.c.playbook == playbook, e.c.status.in_(("success", *FAILED)))
-            .order_by(e.c.admitted_at.desc(), e.c.id.desc())
-            .limit(limit)
-        )
-        return [Outcome(*row) for row in self.connection.execute(query)]
+        rows = self.connection.execute(_QUERIES["outcomes"], {"playbook": playbook, "limit": limit})
+        return [Outcome(*row) for row in rows]
 
     def count_unfinished(self, *, playbook: str) -> int:
-        e = t.executions
-        query = (
-            sa.select(sa.func.count())
-            .select_from(e)
-            .where(e.c.playbook == playbook, e.c.status.in_(("queued", "running")))
-        )
-        return int(self._scalar(query) or 0)
+        return int(self._scalar("unfinished", playbook=playbook) or 0)
 
     def flag(self, name: str) -> Any:
-        row = self.connection.execute(
-            sa.select(t.flags.c.value).where(t.flags.c.name == name)
-        ).first()
-        return row[0] if row else None
+        """A named flag; read once per transaction (the pause flag is checked per alert)."""
+        if name not in self._flags:
+            row = self.connection.execute(_QUERIES["flag"], {"name": name}).first()
+            self._flags[name] = row[0] if row else None
+        return self._flags[name]
 
 
 class Store:
@@ -219,23 +235,23 @@ class Store:
 
     @staticmethod
     def insert_request(view: GateView, values: Mapping[str, Any]) -> int:
-        result = view.connection.execute(t.requests.insert().values(**values))
+        result = view.connection.execute(_INSERT_REQUEST, dict(values))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     @staticmethod
     def insert_decision(view: GateView, values: Mapping[str, Any]) -> int:
-        result = view.connection.execute(t.decisions.insert().values(**values))
+        result = view.connection.execute(_INSERT_DECISION, dict(values))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     @staticmethod
     def insert_execution(
         view: GateView, values: Mapping[str, Any], rule_keys: Mapping[str, str] | None = None
     ) -> int:
-        result = view.connection.execute(t.executions.insert().values(**values))
+        result = view.connection.execute(_INSERT_EXECUTION, dict(values))
         execution_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         if rule_keys:
             view.connection.execute(
-                t.execution_keys.insert(),
+                _INSERT_EXECUTION_KEY,
                 [
                     {
                         "execution_id": execution_id,
