@@ -492,7 +492,8 @@ playbooks:
   directories: []
   # Command playbooks written here: argv steps, never a shell string.
   commands: []
-  # Per built-in playbook settings, e.g. disk-cleanup: {{roots: [/srv/tmp]}}
+  # Per built-in playbook settings, e.g.
+  #   disk-cleanup: {{paths: [{{root: /srv/tmp, pattern: "*.log", min_age_days: 7}}]}}
   settings: {{}}
   default_timeout: {s.playbooks.default_timeout}
 
