@@ -322,3 +322,43 @@ def test_the_openapi_document_describes_the_payload(client: TestClient) -> None:
     payload_schema = document["components"]["schemas"]["WebhookPayload"]
     assert "alerts" in payload_schema["required"]
     assert "/webhook" in document["paths"]
+
+
+def test_the_seed_payload_with_the_built_in_routes_runs_the_real_disk_cleanup(
+    tmp_path: Path, store: Store, store_url: str, clock: ManualClock
+) -> None:
+    # The default routing table and the real disk-cleanup playbook, kept to a temp root.
+    import os
+
+    root = tmp_path / "logs"
+    root.mkdir()
+    old = root / "old.log"
+    old.write_bytes(b"x" * 4096)
+    os.utime(old, (0, 0))
+    settings = settings_for(
+        tmp_path,
+        store_url,
+        playbooks={
+            "settings": {
+                "disk-cleanup": {
+                    "images": {"enabled": False},
+                    "journal": {"enabled": False},
+                    "paths": [{"root": str(root), "pattern": "*.log", "min_age_days": 1}],
+                }
+            }
+        },
+    )
+    runtime = Runtime.build(settings, clock=clock)
+    worker = Worker(runtime.pipeline, threads=1, poll_seconds=0.2)
+    with TestClient(create_app(runtime, worker=worker)) as client:
+        body = client.post("/webhook?wait=60", json=seed_payload()).json()
+    runtime.close()
+    [result] = body["results"]
+    assert (body["status"], body["alerts_received"]) == ("processed", 1)
+    assert {k: result[k] for k in ("alert", "action", "playbook", "result")} == {
+        "alert": "SystemDiskSpaceCritical",
+        "action": "executed",
+        "playbook": "disk-cleanup",
+        "result": "success",
+    }
+    assert not old.exists()
