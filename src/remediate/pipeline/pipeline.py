@@ -14,6 +14,7 @@ calls `run`, which does both.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,8 @@ from remediate.playbooks.registry import Registry
 from remediate.store import GateView, Store
 from remediate.store.store import owner_id
 from remediate.system.process import ProcessRunner, run_process
+
+log = logging.getLogger("remediate.pipeline")
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ class Pipeline:
                 if line is not None:
                     entries.append(line)
         if entries:
-            self.audit.append_many(entries)
+            self._audit(entries)
         for decision, item in zip(decisions, items, strict=True):
             if decision.approval_id is not None and isinstance(item, Request):
                 self._notify_escalation(decision, item)
@@ -418,24 +421,26 @@ class Pipeline:
     ) -> Report:
         stored = self.store.execution(execution_id) or {}
         duration = float(stored.get("duration_seconds") or 0.0)
-        self.audit.append(
-            entry(
-                decision_id=row["decision_id"],
-                timestamp=stored.get("finished_at") or self.clock.now(),
-                source=row["source"],
-                playbook=row["playbook"],
-                alert=row["alertname"],
-                parameters=row["parameters"],
-                action="execute",
-                reason=row["reason"],
-                status=result.status,
-                execution_id=execution_id,
-                confidence=row["confidence"],
-                stdout=result.stdout,
-                stderr=result.stderr,
-                duration_s=duration,
-                forced=row["forced"],
-            )
+        self._audit(
+            [
+                entry(
+                    decision_id=row["decision_id"],
+                    timestamp=stored.get("finished_at") or self.clock.now(),
+                    source=row["source"],
+                    playbook=row["playbook"],
+                    alert=row["alertname"],
+                    parameters=row["parameters"],
+                    action="execute",
+                    reason=row["reason"],
+                    status=result.status,
+                    execution_id=execution_id,
+                    confidence=row["confidence"],
+                    stdout=result.stdout,
+                    stderr=result.stderr,
+                    duration_s=duration,
+                    forced=row["forced"],
+                )
+            ]
         )
         self._after_record()
         if self.notify is not None and (
@@ -460,6 +465,16 @@ class Pipeline:
             attempts=attempts,
             result=result,
         )
+
+    def _audit(self, entries: list[dict[str, Any]]) -> None:
+        """Mirror decisions to the JSONL log. The store already holds them: a full or
+        broken disk here is logged, never turned into a lost or repeated decision."""
+        try:
+            self.audit.append_many(entries)
+        except OSError as error:
+            log.error(
+                "could not write %d audit line(s) to %s: %s", len(entries), self.audit.path, error
+            )
 
     def _after_record(self) -> None:
         if self.after_record is not None:
