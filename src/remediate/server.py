@@ -51,7 +51,7 @@ def serve(
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     runtime = Runtime.build(settings, config_path=config_path)
-    interrupted = runtime.store.sweep_interrupted(now=runtime.clock.now())
+    interrupted = runtime.pipeline.recover()
     if interrupted:
         logging.getLogger("remediate").warning(
             "marked %d execution(s) interrupted: %s", len(interrupted), interrupted

@@ -17,7 +17,7 @@ def collect_status(runtime: Runtime, *, sweep: bool = True) -> dict[str, Any]:
 
     now = runtime.clock.now()
     if sweep:
-        runtime.store.sweep_interrupted(now=now)
+        runtime.pipeline.recover()
     e, a = t.executions, t.approvals
     with runtime.store.reading() as connection:
         view = GateView(connection)

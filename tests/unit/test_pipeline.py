@@ -389,3 +389,42 @@ def test_a_database_at_an_older_schema_is_migrated(tmp_path: Path) -> None:
     upgraded = Store.open(url)
     assert upgraded.schema_version() == SCHEMA_HEAD
     upgraded.close()
+
+
+@pytest.mark.parametrize("policy", ["escalate", "resume", "record"])
+def test_an_interrupted_execution_is_escalated_resumed_or_recorded_as_configured(
+    tmp_path: Path, store: Store, store_url: str, clock: ManualClock, policy: str
+) -> None:
+    settings = settings_for(
+        tmp_path,
+        store_url,
+        playbooks={"commands": PLAYBOOKS},
+        safety={"on_interrupted": policy},
+    )
+    pipeline = Pipeline(settings, store, Registry.from_settings(settings), clock=clock)
+    decision = pipeline.decide(Request("ok"))
+    assert decision.execution_id is not None
+    store.claim(
+        decision.execution_id,
+        lease_key="ok:-",
+        owner="elsewhere:1",
+        now=clock.now(),
+        expires_at=clock.now() + 10,
+    )
+    clock.advance(seconds=11)
+    assert pipeline.recover() == [decision.execution_id]
+    from remediate.pipeline import approvals
+
+    pending = approvals.listing(store, clock.now())
+    queued = store.queued()
+    if policy == "escalate":
+        assert [row["decision_id"] for row in pending] == [decision.id]
+        assert queued == []
+    elif policy == "resume":
+        assert pending == []
+        [again] = queued
+        report = pipeline.execute(again)
+        assert (report.status, report.decision_id) == ("success", decision.id)
+    else:
+        assert (pending, queued) == ([], [])
+    assert store.execution(decision.execution_id)["status"] == "interrupted"  # type: ignore[index]

@@ -473,6 +473,8 @@ safety:
   approval_ttl_minutes: {safety.approval_ttl_minutes}   # a pending approval expires
   # A run whose lease is this far past its timeout is declared interrupted.
   lease_grace_seconds: {safety.lease_grace_seconds}
+  # A run a crash interrupted: escalate (ask an operator), resume (run it again), record.
+  on_interrupted: {safety.on_interrupted}
 
 # Alert name -> playbook or chain. `playbook: null` means investigation only.
 # parameters may use Alertmanager templates such as "{{{{.Labels.name}}}}".

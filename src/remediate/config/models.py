@@ -87,6 +87,9 @@ class Safety(Model):
     approval_ttl_minutes: float = Field(60, gt=0)
     # An execution whose lease is this long past its timeout is declared interrupted.
     lease_grace_seconds: float = Field(60, ge=0)
+    # What happens to an execution a crash interrupted: ask an operator (escalate), run
+    # it again through a new attempt (resume), or only record it.
+    on_interrupted: Literal["escalate", "resume", "record"] = "escalate"
 
 
 # --- routes ---------------------------------------------------------------------------

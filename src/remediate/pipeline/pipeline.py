@@ -360,7 +360,7 @@ class Pipeline:
     def execute(self, execution_id: int) -> Report:
         """Run an admitted execution: lease, plan, execute, verify, retry, record."""
         owner = owner_id()
-        self.store.sweep_interrupted(now=self.clock.now())
+        self.recover()
         row = self.store.execution_with_request(execution_id)
         playbook = self.registry.get(row["playbook"])
         params = playbook.parse_parameters(row["parameters"] or {})
@@ -465,6 +465,31 @@ class Pipeline:
             attempts=attempts,
             result=result,
         )
+
+    def recover(self) -> list[int]:
+        """Find executions a crash left `running`, mark them interrupted, and apply
+        `safety.on_interrupted`: escalate (a pending approval), resume (a new queued
+        attempt of the same decision) or record only. Returns the interrupted ids."""
+        now = self.clock.now()
+        interrupted = self.store.sweep_interrupted(now=now)
+        policy = self.settings.safety.on_interrupted
+        for execution_id in interrupted:
+            if policy == "resume":
+                self.store.requeue(execution_id, now=now)
+            elif policy == "escalate":
+                approval_id = self.store.escalate_interrupted(
+                    execution_id,
+                    now=now,
+                    expires_at=now + self.settings.safety.approval_ttl_minutes * 60,
+                )
+                if approval_id is not None and self.notify is not None:
+                    self.notify(
+                        f"remediate: execution {execution_id} was interrupted",
+                        f"Execution {execution_id} stopped before it recorded an outcome "
+                        f"(crash or reboot). Approve to run it again: remediate approve "
+                        f"{approval_id}",
+                    )
+        return interrupted
 
     def _audit(self, entries: list[dict[str, Any]]) -> None:
         """Mirror decisions to the JSONL log. The store already holds them: a full or

@@ -444,6 +444,55 @@ class Store:
                 connection.execute(t.leases.delete().where(t.leases.c.execution_id.in_(stale)))
             return stale
 
+    def requeue(self, execution_id: int, *, now: float) -> int:
+        """A new queued attempt of an interrupted execution's decision (it counts against
+        the gate like any attempt)."""
+        e = t.executions
+        with self._write() as connection:
+            row = connection.execute(sa.select(e).where(e.c.id == execution_id)).mappings().one()
+            values = {
+                key: row[key]
+                for key in (
+                    "decision_id",
+                    "playbook",
+                    "target",
+                    "source",
+                    "alertname",
+                    "idempotency_key",
+                    "forced",
+                )
+            }
+            result = connection.execute(
+                _INSERT_EXECUTION,
+                {**values, "attempt": row["attempt"] + 1, "admitted_at": now, "status": "queued"},
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def escalate_interrupted(
+        self, execution_id: int, *, now: float, expires_at: float
+    ) -> int | None:
+        """A pending approval to run an interrupted execution's request again."""
+        e, d = t.executions, t.decisions
+        with self._write() as connection:
+            row = connection.execute(
+                sa.select(e.c.decision_id, d.c.request_id)
+                .select_from(e.join(d, d.c.id == e.c.decision_id))
+                .where(e.c.id == execution_id)
+            ).first()
+            if row is None:
+                return None
+            result = connection.execute(
+                t.approvals.insert().values(
+                    decision_id=row.decision_id,
+                    request_id=row.request_id,
+                    created_at=now,
+                    expires_at=expires_at,
+                    status="pending",
+                    note=f"execution {execution_id} was interrupted",
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
     # --- flags ---------------------------------------------------------------------------
 
     def set_flag(self, name: str, value: Any, *, now: float) -> None:
