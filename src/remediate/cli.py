@@ -227,6 +227,8 @@ def _show_preview(preview: Any, output: Format) -> None:
             str(number), action.description, shlex.join(action.argv) if action.argv else ""
         )
     console.print(table)
+    if preview.plan.summary:
+        console.print(f"summary: {preview.plan.summary}", markup=False)
     console.print("nothing was executed or recorded")
 
 
@@ -637,7 +639,7 @@ def serve(
         typer.Option("--token-file", help="File holding the webhook token."),
     ] = None,
 ) -> None:
-    """Serve health and metrics over HTTP (and, later, the Alertmanager webhook)."""
+    """Serve the Alertmanager webhook, decisions, approvals, health and metrics."""
     from remediate.server import serve as run_server
 
     settings, path = _settings()
@@ -708,6 +710,18 @@ def config_schema() -> None:
     from remediate.config.loader import settings_schema
 
     _print_json(settings_schema())
+
+
+# --- sub-apps living beside their subject (imported last: they use the helpers above) ---
+
+
+def _add_sub_apps() -> None:
+    from remediate.chains.cli import chain_app
+
+    app.add_typer(chain_app, name="chain")
+
+
+_add_sub_apps()
 
 
 # --- entry point ------------------------------------------------------------------------

@@ -42,6 +42,9 @@ class StoreCollector(Collector):
             yield from self._self_healing(connection)
             yield from self._accuracy(connection)
             yield from self._gate(connection)
+            from remediate.chains.metrics import collect as chain_metrics
+
+            yield from chain_metrics(connection, self.settings)
 
     def _executions(self, connection: sa.Connection) -> Iterator[Metric]:
         e = t.executions

@@ -280,6 +280,15 @@ class ChainStep(Model):
     condition: str | None = None
     on_failure: Literal["skip", "abort", "continue"] | None = None
 
+    @field_validator("condition")
+    @classmethod
+    def _condition_parses(cls, condition: str | None) -> str | None:
+        if condition is not None:
+            from remediate.chains.conditions import validate
+
+            validate(condition)
+        return condition
+
 
 class Chain(Model):
     name: Name
@@ -292,6 +301,30 @@ class Chain(Model):
         "stop-on-failure"
     )
     max_duration: float = Field(900, gt=0)
+    # Conditions that must all hold before the chain starts: "the system is not unstable".
+    preflight: tuple[str, ...] = ("recent_failures < 5",)
+
+    @field_validator("preflight")
+    @classmethod
+    def _preflight_parses(cls, conditions: tuple[str, ...]) -> tuple[str, ...]:
+        from remediate.chains.conditions import validate
+
+        for condition in conditions:
+            validate(condition, earlier_steps=())
+        return conditions
+
+    @model_validator(mode="after")
+    def _steps_read_earlier_steps(self) -> Chain:
+        from remediate.chains.conditions import validate
+
+        for position, step in enumerate(self.playbooks):
+            if step.condition is not None:
+                earlier = [before.name for before in self.playbooks[:position]]
+                try:
+                    validate(step.condition, earlier_steps=earlier)
+                except ValueError as error:
+                    raise ValueError(f"playbooks[{position}].condition: {error}") from None
+        return self
 
 
 # --- schedules, notifications, outside services ---------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from remediate.errors import StoreError
 from remediate.store import tables as t
 
 # The newest migration in store/migrations/versions; a test keeps the two in step.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0003"
 _GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
 
 FAILED = ("failure", "timeout")
@@ -139,6 +140,9 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # Threads of one process queue here for the write lock instead of in SQLite's
+        # busy handler, which sleeps in steps of up to 100 ms.
+        self._write_lock = threading.Lock()
 
     # --- opening and migrating ----------------------------------------------------------
 
@@ -186,7 +190,7 @@ class Store:
     def _write(self) -> Iterator[Connection]:
         """A write transaction, serialized against every other writer and gate."""
         try:
-            with self.engine.connect() as connection:
+            with self._write_lock, self.engine.connect() as connection:
                 if self.is_sqlite:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
                     try:
