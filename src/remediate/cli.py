@@ -263,6 +263,8 @@ def playbooks(output: FormatOption = Format.table) -> None:
     registry = Registry.from_settings(settings)
     rows: list[dict[str, Any]] = []
     for playbook in registry:
+        if getattr(playbook, "is_chain", False):
+            continue  # chains are listed by `remediate chain list`
         schema = playbook.parameter_schema()
         required = set(schema.get("required", []))
         parameters = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -14,6 +15,9 @@ from remediate.pipeline.pipeline import Pipeline
 from remediate.playbooks.registry import Registry
 from remediate.store import Store
 from remediate.system.notify import Notifier
+
+if TYPE_CHECKING:
+    from remediate.chains.executor import ChainRunner
 
 log = logging.getLogger("remediate")
 
@@ -62,7 +66,22 @@ class Runtime:
                 after_record=self.write_textfile,
                 notify=Notifier(self.settings.notifications.urls),
             )
+            self._register_chains(self._pipeline)
         return self._pipeline
+
+    def _register_chains(self, pipeline: Pipeline) -> None:
+        """Each chain becomes the playbook `chain:NAME`, so routes may name chains."""
+        from remediate.chains.playbook import ChainPlaybook
+
+        def runner() -> ChainRunner:
+            from remediate.chains.executor import ChainRunner
+
+            return ChainRunner(self.settings, self.store, self.registry, pipeline, clock=self.clock)
+
+        for chain in self.settings.chains:
+            self.registry.add(
+                ChainPlaybook(chain, runner, grace=self.settings.safety.lease_grace_seconds)
+            )
 
     def write_textfile(self) -> None:
         """Refresh the node-exporter textfile; a failure here never loses the record."""

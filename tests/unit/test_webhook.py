@@ -362,3 +362,48 @@ def test_the_seed_payload_with_the_built_in_routes_runs_the_real_disk_cleanup(
         "result": "success",
     }
     assert not old.exists()
+
+
+def test_a_route_may_name_a_chain_which_passes_the_gate_as_a_unit(
+    tmp_path: Path, store: Store, store_url: str, clock: ManualClock, marker_dir: Path
+) -> None:
+    settings = settings_for(
+        tmp_path,
+        store_url,
+        playbooks={
+            "commands": [
+                {
+                    "name": "first",
+                    "steps": [{"name": "x", "argv": ["touch", str(marker_dir / "1")]}],
+                },
+                {
+                    "name": "second",
+                    "steps": [{"name": "x", "argv": ["touch", str(marker_dir / "2")]}],
+                },
+            ]
+        },
+        chains=[
+            {
+                "name": "mini",
+                "playbooks": [{"name": "first"}, {"name": "second"}],
+                "strategy": "stop-on-failure",
+                "preflight": [],
+            }
+        ],
+        routes=[{"alert": "ChainMe", "chain": "mini", "confidence": 95}],
+    )
+    runtime = Runtime.build(settings, clock=clock)
+    worker = Worker(runtime.pipeline, threads=1, poll_seconds=0.2)
+    with TestClient(create_app(runtime, worker=worker)) as client:
+        first = client.post("/webhook?wait=60", json=payload(alert("ChainMe"))).json()
+        again = client.post("/webhook?wait=5", json=payload(alert("ChainMe"))).json()
+    runtime.close()
+    [result] = first["results"]
+    assert (result["action"], result["playbook"], result["result"]) == (
+        "executed",
+        "chain:mini",
+        "success",
+    )
+    assert sorted(p.name for p in marker_dir.iterdir()) == ["1", "2"]
+    assert again["results"][0]["action"] == "blocked"
+    assert "same alert already handled" in again["results"][0]["reason"]

@@ -30,6 +30,9 @@ class Registry:
             playbooks.append(CommandPlaybookRunner(spec))
         return cls(playbooks)
 
+    def add(self, playbook: Playbook) -> None:
+        self._playbooks[playbook.name] = playbook
+
     def get(self, name: str) -> Playbook:
         try:
             return self._playbooks[name]

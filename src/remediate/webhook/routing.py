@@ -67,7 +67,11 @@ def request_for(
     route: Route, alert: AlertPayload, payload: WebhookPayload
 ) -> tuple[Request | None, str]:
     """The request a routed alert makes, or None with the reason it makes none."""
-    if route.playbook is None:
+    if route.chain is not None:
+        target = f"chain:{route.chain}"
+    elif route.playbook is not None:
+        target = route.playbook
+    else:
         return None, route.description or "investigation only: no automatic remediation"
     parameters: dict[str, str] = {}
     for name, template in route.parameters.items():
@@ -77,7 +81,7 @@ def request_for(
             return None, f"parameter {name!r}: {error}"
     return (
         Request(
-            playbook=route.playbook,
+            playbook=target,
             parameters=parameters,
             source="webhook",
             alert=to_alert(alert),
