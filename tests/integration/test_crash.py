@@ -23,7 +23,9 @@ def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("a") as output:
         process = subprocess.Popen(
             [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
         )
     for _ in range(300):
         try:
@@ -70,8 +72,14 @@ routes:
         while not stop.is_set() and count < 500:
             name = f"n{worker}{count:04d}"
             count += 1
-            body = {"alerts": [{"status": "firing",
-                                "labels": {"alertname": "Crash", "name": name, "instance": name}}]}
+            body = {
+                "alerts": [
+                    {
+                        "status": "firing",
+                        "labels": {"alertname": "Crash", "name": name, "instance": name},
+                    }
+                ]
+            }
             try:
                 response = httpx.post(f"http://127.0.0.1:{port}/webhook", json=body, timeout=5)
             except httpx.TransportError:
@@ -110,5 +118,7 @@ routes:
     # Nothing ran twice: every marker has at most one line.
     for marker in markers.iterdir():
         assert marker.read_text() == "x\n", marker.name
-    print(f"\nacknowledged {len(acknowledged)} alerts before SIGKILL; "
-          f"{statuses.count('interrupted')} interrupted and escalated")
+    print(
+        f"\nacknowledged {len(acknowledged)} alerts before SIGKILL; "
+        f"{statuses.count('interrupted')} interrupted and escalated"
+    )
