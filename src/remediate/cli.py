@@ -718,9 +718,11 @@ def config_schema() -> None:
 
 
 def _add_sub_apps() -> None:
+    from remediate.autonomous.cli import register as register_autonomous
     from remediate.chains.cli import chain_app
 
     app.add_typer(chain_app, name="chain")
+    register_autonomous(app)
 
 
 _add_sub_apps()

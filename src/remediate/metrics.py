@@ -190,19 +190,19 @@ class StoreCollector(Collector):
         yield rate
 
     def _accuracy(self, connection: sa.Connection) -> Iterator[Metric]:
-        f = t.forecasts
+        from remediate.autonomous.accuracy import rolling_by_resource
+
         accuracy = GaugeMetricFamily(
             "remediation_predictive_accuracy",
-            "Rolling accuracy of scored forecasts by resource (0-1).",
+            "Mean score (0-1) of the forecasts scored in the rolling window, by resource.",
             labels=["resource"],
         )
-        rows = connection.execute(
-            sa.select(f.c.resource, sa.func.avg(f.c.score))
-            .where(f.c.score.is_not(None))
-            .group_by(f.c.resource)
-            .order_by(f.c.resource)
+        scores = rolling_by_resource(
+            connection,
+            now=self.clock.now(),
+            window_days=self.settings.autonomous.accuracy.window_days,
         )
-        for resource, score in rows:
+        for resource, score in sorted(scores.items()):
             accuracy.add_metric([resource], score)
         yield accuracy
 

@@ -68,6 +68,18 @@ def serve(
         actual_port,
         "with token" if token else "without token: loopback only",
     )
+    from remediate.autonomous.sampler import Sampler
+
+    sampler = Sampler(settings, runtime.store, clock=runtime.clock)
+    sampler.start()
+    scheduler = None
+    if settings.schedules.runner == "embedded":
+        from remediate.autonomous.embedded import EmbeddedScheduler, fire
+
+        scheduler = EmbeddedScheduler(
+            settings, fire=lambda schedule: fire(runtime, schedule), clock=runtime.clock
+        )
+        scheduler.start()
     try:
         uvicorn.run(
             create_app(runtime, token=token, worker=worker),
@@ -80,4 +92,7 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     finally:
+        if scheduler is not None:
+            scheduler.stop()
+        sampler.stop()
         runtime.close()

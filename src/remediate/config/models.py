@@ -419,6 +419,76 @@ class Analytics(Model):
     min_executions: int = Field(5, ge=1)
 
 
+class DecisionRule(Model):
+    """A row of the autonomous decision matrix: a finding on a resource -> a playbook or chain.
+
+    `parameters` values are literal, or exactly "{subject}" (the finding's mount or service).
+    """
+
+    # Only critical forecasts are acted on (DESIGN §4): there is no forecast.warning rule.
+    finding: Literal["forecast.critical", "container.down", "alert.firing"]
+    resource: str = Field("*", min_length=1, max_length=256)  # fnmatch pattern: "disk:*"
+    playbook: Name | None = None
+    chain: Name | None = None
+    parameters: dict[str, str] = Field(default_factory=dict)
+    confidence: float = Field(95, ge=0, le=100)
+    risk: Literal["low", "medium", "high"] = "low"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DecisionRule:
+        if (self.playbook is None) == (self.chain is None):
+            raise ValueError("a decision names exactly one of: playbook, chain")
+        for name, value in self.parameters.items():
+            if "{" in value and value != "{subject}":
+                raise ValueError(f"parameters.{name}: only the whole value {{subject}} is replaced")
+        return self
+
+
+class AccuracyBreaker(Model):
+    """Pauses predictive actions while the rolling forecast accuracy is below the threshold."""
+
+    threshold: float = Field(0.6, ge=0, le=1)
+    min_scored: int = Field(10, ge=1)
+    window_days: float = Field(30, gt=0)
+
+
+def _default_decisions() -> tuple[DecisionRule, ...]:
+    return (
+        DecisionRule(
+            finding="forecast.critical",
+            resource="disk:*",
+            playbook="disk-cleanup",
+            parameters={"mount": "{subject}"},
+            confidence=95,
+            risk="low",
+        ),
+    )
+
+
+class Autonomous(Model):
+    """Sampling, forecasting and the observe-orient-decide-act loop (docs/forecasting.md)."""
+
+    sample_interval_seconds: float = Field(300, ge=1)
+    retention_days: float = Field(30, gt=0)
+    horizon_days: float = Field(7, gt=0)
+    window_days: float = Field(14, gt=0)
+    critical_percent: float = Field(85, gt=0, le=100)
+    warning_percent: float = Field(75, gt=0, le=100)
+    # Below these the forecast's confidence is scaled down: too short a history.
+    min_samples: int = Field(12, ge=3)
+    min_history_hours: float = Field(24, gt=0)
+    # A 95% prediction interval this wide (± percentage points) at the horizon means
+    # confidence 0; a forecast this far off its actual value scores 0.
+    tolerance_percent: float = Field(10, gt=0, le=100)
+    min_confidence: float = Field(80, ge=0, le=100)
+    max_risk: Literal["low", "medium", "high"] = "low"
+    accuracy: AccuracyBreaker = AccuracyBreaker()
+    decisions: tuple[DecisionRule, ...] = Field(default_factory=_default_decisions)
+    # Mounts sampled besides the real (non-pseudo) filesystems psutil lists.
+    mounts: tuple[Path, ...] = ()
+    containers: bool = True
+
+
 class Server(Model):
     bind: str = "127.0.0.1"
     port: int = Field(9096, ge=0, le=65535)
@@ -442,6 +512,7 @@ class Settings(Model):
     prometheus: Endpoint = Endpoint()
     alertmanager: Endpoint = Endpoint()
     analytics: Analytics = Analytics()
+    autonomous: Autonomous = Autonomous()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -212,3 +212,40 @@ chain_steps = Table(
     Column("finished_at", Float),
     Column("detail", Text),
 )
+
+# Resource usage over time: `remediate serve` samples at an interval, `observe` once.
+# resource: "disk:/srv", "memory", "swap", "container:web"; used and capacity in bytes.
+samples = Table(
+    "samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("resource", String(256), nullable=False),
+    Column("used", Float, nullable=False),
+    Column("capacity", Float, nullable=False),
+    Index("ix_samples_resource_at", "resource", "at"),
+    Index("ix_samples_at", "at"),
+)
+
+# What each observe cycle saw and decided: one row per finding.
+observations = Table(
+    "observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("cycle", String(32), nullable=False),
+    # forecast.critical | forecast.warning | container.down | alert.firing | ...
+    Column("kind", String(32), nullable=False),
+    Column("resource", String(256), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    # act | skip: what the decision matrix said; the gate's answer is in decision_id
+    Column("decision", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("playbook", String(128)),
+    Column("decision_id", Integer),
+    Column("data", JSON),
+    Index("ix_observations_created_at", "created_at"),
+    Index("ix_observations_cycle", "cycle"),
+)
