@@ -494,6 +494,8 @@ class Server(Model):
     port: int = Field(9096, ge=0, le=65535)
     token: str | None = None
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # A client that has not sent its whole body by then gets 408 (slow-client defence).
+    body_timeout_seconds: float = Field(10, gt=0)
 
 
 class Settings(Model):

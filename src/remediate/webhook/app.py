@@ -11,6 +11,7 @@ health and metrics.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -37,25 +38,30 @@ log = logging.getLogger("remediate.http")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _error(status: int, reason: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": reason, **extra}, status_code=status)
+def _error(status: int, reason: str, *, close: bool = False, **extra: Any) -> JSONResponse:
+    """A JSON error; `close` ends the connection (the rest of its body is not wanted)."""
+    headers = {"Connection": "close"} if close else None
+    return JSONResponse({"error": reason, **extra}, status_code=status, headers=headers)
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, at most `limit` bytes, within `timeout` seconds (a client sending one
+    byte a second is cut off; others are served meanwhile, the loop never waits on it)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    async with asyncio.timeout(timeout):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -72,6 +78,7 @@ def create_app(
     thread: one transaction and one fsync per batch.
     """
     max_body = runtime.settings.server.max_body_bytes
+    body_timeout = runtime.settings.server.body_timeout_seconds
     writer = DecisionWriter(runtime.pipeline) if group_commit else None
 
     def authorized(request: Request) -> bool:
@@ -102,9 +109,11 @@ def create_app(
         from remediate.webhook.receiver import results as to_results
 
         try:
-            body = await _read_body(request, max_body)
+            body = await _read_body(request, max_body, body_timeout)
         except BodyTooLarge:
-            return _error(413, f"body over {max_body} bytes")
+            return _error(413, f"body over {max_body} bytes", close=True)
+        except TimeoutError:
+            return _error(408, f"body not received within {body_timeout:g} s", close=True)
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
