@@ -1,0 +1,386 @@
+"""Run every benchmark and write bench/results/bench.json and bench/results/bench.md.
+
+    .venv/bin/python bench/run.py [--seconds 10] [--skip-postgres] [--skip-reports]
+
+Each HTTP server is pinned to core 0 with taskset and loaded by `wrk -t1` on core 1
+with the same 1.4 KB Alertmanager payload, at c=10 and c=50. The ceiling is a no-op
+Starlette + uvicorn app measured in the same run; remediate's figures are reported
+as ratios to it and checked against the budgets. Only 127.0.0.1 is ever targeted,
+every loop is bounded. Needs wrk (apt-get install wrk) and two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+PYTHON = sys.executable
+REMEDIATE = str(Path(sys.executable).parent / "remediate")
+
+BUDGETS = {
+    "c10_rps_min": 6000,
+    "c10_p99_ms_max": 10,
+    "c50_p99_ms_max": 25,
+    "payload200_ms_max": 50,
+    "idle_rss_mb_max": 60,
+    "peak_rss_mb_max": 100,
+    "start_ms_max": 400,
+    "help_ms_max": 250,
+    "report_s_max": 2,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_health(url: str, process: subprocess.Popen[bytes], started: float) -> float:
+    """Seconds from `started` to the first 2xx from /health (bounded to 30 s)."""
+    import urllib.request
+
+    while time.monotonic() - started < 30:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if 200 <= response.status < 300:
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"{url} never answered")
+
+
+def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
+    env = dict(os.environ, REMEDIATE_BENCH_PAYLOAD=str(BENCH / "payload.json"))
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(BENCH / "post.lua"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    assert p99 is not None, out
+    value, unit = float(p99.group(1)), p99.group(2)
+    p99_ms = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p99_ms": p99_ms, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def payload_200(url: str, runs: int = 20) -> dict[str, float]:
+    """One notification of 200 fresh alerts, decided and answered: latency per request."""
+    import urllib.request
+
+    timings = []
+    for run in range(runs):
+        alerts = [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": f"Bench{i % 7}",
+                    "instance": f"h{run}-{i}",
+                    "severity": "warning",
+                },
+                "annotations": {"summary": "benchmark alert"},
+            }
+            for i in range(200)
+        ]
+        body = json.dumps({"version": "4", "status": "firing", "alerts": alerts}).encode()
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}
+        )
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+        timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    return {"median_ms": statistics.median(timings), "max_ms": timings[-1]}
+
+
+def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int) -> dict[str, Any]:
+    port = free_port()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", *argv, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        start_s = wait_health(f"{base}/health", process, started)
+        time.sleep(1.0)
+        proc = psutil.Process(process.pid)
+        idle_rss = proc.memory_info().rss
+        peak = [idle_rss]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                try:
+                    peak.append(proc.memory_info().rss)
+                except psutil.Error:
+                    return
+                stop.wait(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        c10 = wrk(f"{base}/webhook", 10, seconds)
+        c50 = wrk(f"{base}/webhook", 50, seconds)
+        p200 = payload_200(f"{base}/webhook") if name != "noop" else None
+        stop.set()
+        sampler.join()
+        return {
+            "server": name,
+            "start_ms": round(start_s * 1000, 1),
+            "idle_rss_mb": round(idle_rss / 2**20, 1),
+            "peak_rss_mb": round(max(peak) / 2**20, 1),
+            "c10": c10,
+            "c50": c50,
+            "payload_200": p200,
+        }
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def help_time(runs: int = 15) -> dict[str, float]:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([REMEDIATE, "--help"], capture_output=True, check=True)
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"median_ms": statistics.median(timings), "min_ms": min(timings)}
+
+
+def postgres_database() -> tuple[str, str] | None:
+    """A fresh database on the local PostgreSQL server, or None when there is none."""
+    try:
+        import sqlalchemy as sa
+
+        name = f"remediate_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+            isolation_level="AUTOCOMMIT",
+            connect_args={"connect_timeout": 3},
+        )
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+    except Exception as error:  # report and go on without it
+        print(f"PostgreSQL unavailable: {error}", file=sys.stderr)
+        return None
+
+
+def drop_postgres(name: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def remediate_env(directory: Path, url: str | None) -> tuple[list[str], dict[str, str]]:
+    config = directory / "remediate.yml"
+    lines = [
+        f"state: {{directory: {directory / 'state'}" + (f", url: '{url}'" if url else "") + "}",
+        "metrics: {enabled_textfile: false}",
+        # Samples are taken by serve in the background; keep them out of the figures.
+        "autonomous: {sample_interval_seconds: 86400}",
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, XDG_STATE_HOME=str(directory / "xdg"))
+    return [REMEDIATE, "-c", str(config), "serve"], env
+
+
+def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for store in ("sqlite", "postgresql"):
+        server = results["servers"].get(store)
+        if not server:
+            continue
+        checks = [
+            ("c10 alerts/s", server["c10"]["rps"], ">=", BUDGETS["c10_rps_min"]),
+            ("c10 p99 ms", server["c10"]["p99_ms"], "<=", BUDGETS["c10_p99_ms_max"]),
+            ("c50 p99 ms", server["c50"]["p99_ms"], "<=", BUDGETS["c50_p99_ms_max"]),
+            (
+                "200-alert payload ms (median)",
+                server["payload_200"]["median_ms"],
+                "<=",
+                BUDGETS["payload200_ms_max"],
+            ),
+            ("idle RSS MB", server["idle_rss_mb"], "<=", BUDGETS["idle_rss_mb_max"]),
+            ("peak RSS MB", server["peak_rss_mb"], "<=", BUDGETS["peak_rss_mb_max"]),
+            ("start ms", server["start_ms"], "<=", BUDGETS["start_ms_max"]),
+        ]
+        for label, value, op, budget in checks:
+            ok = value >= budget if op == ">=" else value <= budget
+            out.append(
+                {
+                    "store": store,
+                    "figure": label,
+                    "value": round(value, 1),
+                    "budget": f"{op} {budget}",
+                    "met": ok,
+                }
+            )
+    out.append(
+        {
+            "store": "-",
+            "figure": "remediate --help ms (median)",
+            "value": round(results["help"]["median_ms"], 1),
+            "budget": f"<= {BUDGETS['help_ms_max']}",
+            "met": results["help"]["median_ms"] <= BUDGETS["help_ms_max"],
+        }
+    )
+    for report, seconds in (results.get("reports") or {}).items():
+        out.append(
+            {
+                "store": "sqlite",
+                "figure": f"report {report} over 1M executions s",
+                "value": round(seconds, 2),
+                "budget": f"<= {BUDGETS['report_s_max']}",
+                "met": seconds <= BUDGETS["report_s_max"],
+            }
+        )
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run {results['when']} on {results['machine']}.",
+        "",
+        "| server | c=10 req/s | c=10 p99 ms | c=50 req/s | c=50 p99 ms | idle RSS MB | "
+        "peak RSS MB | start ms | ratio to no-op (c=10 req/s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ceiling = results["servers"]["noop"]["c10"]["rps"]
+    for name, server in results["servers"].items():
+        lines.append(
+            f"| {name} | {server['c10']['rps']:.0f} | {server['c10']['p99_ms']:.1f} | "
+            f"{server['c50']['rps']:.0f} | {server['c50']['p99_ms']:.1f} | "
+            f"{server['idle_rss_mb']} | {server['peak_rss_mb']} | {server['start_ms']} | "
+            f"{server['c10']['rps'] / ceiling:.2f} |"
+        )
+    lines += ["", "| store | figure | value | budget | met |", "|---|---|---|---|---|"]
+    for verdict in results["verdicts"]:
+        lines.append(
+            f"| {verdict['store']} | {verdict['figure']} | {verdict['value']} | "
+            f"{verdict['budget']} | {'yes' if verdict['met'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-reports", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        print("needs wrk and taskset: apt-get install wrk util-linux", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "budgets": BUDGETS,
+        "servers": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="remediate-bench-") as scratch:
+        directory = Path(scratch)
+        results["servers"]["noop"] = measure_server(
+            "noop",
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "bench.noop_app:app",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            dict(os.environ, PYTHONPATH=str(ROOT)),
+            args.seconds,
+        )
+        (directory / "sqlite").mkdir()
+        argv, env = remediate_env(directory / "sqlite", None)
+        results["servers"]["sqlite"] = measure_server("sqlite", argv, env, args.seconds)
+        if not args.skip_postgres:
+            database = postgres_database()
+            if database is not None:
+                (directory / "pg").mkdir()
+                argv, env = remediate_env(directory / "pg", database[1])
+                try:
+                    results["servers"]["postgresql"] = measure_server(
+                        "postgresql", argv, env, args.seconds
+                    )
+                finally:
+                    drop_postgres(database[0])
+    results["help"] = help_time()
+    if not args.skip_reports:
+        report_json = RESULTS / "reports.json"
+        subprocess.run([PYTHON, str(BENCH / "report_speed.py")], check=True, cwd=ROOT)
+        data = json.loads(report_json.read_text())
+        results["reports"] = {
+            name: entry["seconds"] if isinstance(entry, dict) else entry
+            for name, entry in data.get("reports", {}).items()
+        }
+    results["verdicts"] = verdicts(results)
+    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "bench.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
