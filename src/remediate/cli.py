@@ -625,6 +625,32 @@ def export_systemd(out: OutOption = None) -> None:
     _emit(text, out, "remediate.service")
 
 
+@export_app.command("grafana")
+def export_grafana(out: OutOption = None) -> None:
+    """The "Remediation Effectiveness" and "Remediation Intelligence" dashboards."""
+    from remediate.deploy.grafana import dashboards, render
+
+    if out is None:
+        _print_json({name: json.loads(text) for name, text in dashboards().items()})
+        return
+    for path in render(out):
+        _console(stderr=True).print(f"wrote {path}")
+
+
+@export_app.command("rules")
+def export_rules(
+    job: Annotated[
+        str, typer.Option("--job", help="The Prometheus job that scrapes remediate serve.")
+    ] = "remediate",
+    out: OutOption = None,
+) -> None:
+    """Prometheus alerting rules about remediate itself (promtool check rules passes)."""
+    from remediate.deploy.rules import render
+
+    settings, _ = _settings()
+    _emit(render(settings, job=job), out, "remediate.rules.yml")
+
+
 # --- serve ------------------------------------------------------------------------------
 
 
@@ -718,10 +744,12 @@ def config_schema() -> None:
 
 
 def _add_sub_apps() -> None:
+    from remediate.analytics.cli import report_app
     from remediate.autonomous.cli import register as register_autonomous
     from remediate.chains.cli import chain_app
 
     app.add_typer(chain_app, name="chain")
+    app.add_typer(report_app, name="report")
     register_autonomous(app)
 
 

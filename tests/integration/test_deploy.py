@@ -53,3 +53,28 @@ def test_the_systemd_export_passes_systemd_analyze_verify(
     checked = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "remediate.service" not in checked.stderr  # no complaint about our unit
+
+
+@pytest.mark.integration
+def test_the_rules_export_passes_promtool_and_grafana_writes_two_dashboards(
+    tmp_path: Path,
+    state_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    promtool = require_binary("promtool", "prometheus")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "rules", "--out", str(tmp_path)]) == 0
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "remediate.rules.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert main(["export", "grafana", "--out", str(tmp_path)]) == 0
+    titles = sorted(
+        json.loads(path.read_text())["title"] for path in tmp_path.glob("remediation-*.json")
+    )
+    assert titles == ["Remediation Effectiveness", "Remediation Intelligence"]
