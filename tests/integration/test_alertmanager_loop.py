@@ -14,6 +14,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.fixtures_monitoring import Exporter, free_port, start_alertmanager, start_prometheus
+from tests.fixtures_podman import ContainerFactory, inspect, podman
 
 REMEDIATE = str(Path(sys.executable).parent / "remediate")
 TOKEN = "loop-token-5f2a9c"
@@ -124,3 +125,110 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+@pytest.mark.integration
+def test_a_stopped_container_is_restarted_by_self_healing_from_a_real_alert(
+    tmp_path: Path, exporter: Exporter, container_factory: ContainerFactory
+) -> None:
+    """ContainerNotRunning from real Prometheus and Alertmanager, routed by the built-in
+    route to self-healing-restart, brings a real podman container back."""
+    name = container_factory(prefix="web")
+
+    def running() -> float:
+        return 1.0 if inspect(name)["State"]["Running"] else 0.0
+
+    exporter.follow(f'container_running{{name="{name}"}}', running)
+    config = tmp_path / "remediate.yml"
+    config.write_text(
+        f"""
+state: {{directory: {tmp_path / "state"}}}
+services:
+  - {{name: {name}, manager: podman, container: {name}}}
+playbooks:
+  settings:
+    self-healing-restart: {{settle_seconds: 1}}
+"""
+    )
+    port = free_port()
+    env = dict(os.environ, REMEDIATE_WEBHOOK_TOKEN=TOKEN)
+    with (tmp_path / "serve.log").open("w") as output:
+        serve = subprocess.Popen(
+            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    alertmanager = prometheus = None
+    try:
+        wait_for("remediate serve", lambda: _ok(f"{base}/health"), timeout=30)
+        alertmanager, am_address = start_alertmanager(
+            tmp_path / "alertmanager", webhook_url=f"{base}/webhook", token=TOKEN
+        )
+        rules = {
+            "groups": [
+                {
+                    "name": "containers",
+                    "rules": [
+                        {
+                            "alert": "ContainerNotRunning",
+                            "expr": "container_running == 0",
+                            "labels": {"severity": "critical"},
+                        }
+                    ],
+                }
+            ]
+        }
+        prometheus, _ = start_prometheus(
+            tmp_path / "prometheus",
+            targets=[exporter.address],
+            rules=rules,
+            alertmanager=am_address,
+        )
+        time.sleep(2)  # a scrape or two with the container up
+        podman("stop", "-t", "0", name)
+        stopped = time.monotonic()
+        wait_for("the container to stop", lambda: running() == 0.0, timeout=30)
+        took = wait_for(
+            "self-healing to restart the container", lambda: running() == 1.0, timeout=90
+        )
+        print(
+            f"\ncontainer stopped to running again: {time.monotonic() - stopped:.1f} s "
+            f"(restart seen {took:.1f} s after the stop was confirmed)"
+        )
+
+        decisions = httpx.get(f"{base}/decisions", headers=_auth(), timeout=5).json()
+        executed = [d for d in decisions if d["action"] == "execute"]
+        assert executed, decisions
+        assert (executed[0]["alertname"], executed[0]["playbook"]) == (
+            "ContainerNotRunning",
+            "self-healing-restart",
+        )
+        assert executed[0]["parameters"] == {"service": name}
+        wait_for(
+            "the execution to be recorded",
+            lambda: (
+                httpx.get(
+                    f"{base}/decisions/{executed[0]['id']}", headers=_auth(), timeout=5
+                ).json()["status"]
+                == "success"
+            ),
+        )
+        audit = (tmp_path / "state" / "decisions.jsonl").read_text()
+        assert '"playbook":"self-healing-restart"' in audit and '"success":true' in audit
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert (
+            'remediation_playbook_executions_total{playbook="self-healing-restart",'
+            'status="success"} 1.0'
+        ) in metrics
+        assert (
+            f'remediation_services_restarted_total{{playbook="self-healing-restart",service="{name}"}}'
+            in metrics
+        )
+    finally:
+        for process in (prometheus, alertmanager):
+            if process is not None:
+                process.stop()
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
