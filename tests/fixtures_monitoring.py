@@ -7,8 +7,11 @@ prometheus(tmp_path, targets=[exporter.address], rules=RULES, alertmanager=am)
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -173,3 +176,35 @@ def exporter() -> Iterator[Exporter]:
     created = Exporter()
     yield created
     created.close()
+
+
+REMEDIATE = str(Path(sys.executable).parent / "remediate")
+
+
+def start_serve(
+    config: Path, port: int, log: Path, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`remediate -c CONFIG serve --port PORT` as a real process, once /health answers."""
+    with log.open("a") as output:
+        process = subprocess.Popen(
+            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env if env is not None else dict(os.environ),
+        )
+    for _ in range(300):  # bounded: about 15 s
+        if process.poll() is not None:
+            pytest.fail(f"serve exited {process.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"serve did not start: {log.read_text()}")
+
+
+def stop_serve(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM and wait, as systemd would."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)

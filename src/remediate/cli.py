@@ -165,6 +165,20 @@ def run(
         decision, report = runtime.pipeline.run(request)
     finally:
         runtime.close()
+    data = _outcome(decision, report)
+    if output is Format.json:
+        _print_json(data)
+    else:
+        _show_run(data)
+    if report is None:
+        hint = " (add --yes to confirm)" if decision.action == "escalate" else ""
+        raise RefusedError(f"{decision.action}: {decision.reason}{hint}")
+    if report.status not in ("success", "skipped"):
+        raise PlaybookFailedError(f"{report.playbook} {report.status}: {report.summary}")
+
+
+def _outcome(decision: Any, report: Any) -> dict[str, Any]:
+    """What `run` and `approve` print: the decision, and the execution when there was one."""
     data: dict[str, Any] = {
         "decision_id": decision.id,
         "action": decision.action,
@@ -182,15 +196,7 @@ def run(
             attempts=report.attempts,
             actions=list(report.result.actions) if report.result else [],
         )
-    if output is Format.json:
-        _print_json(data)
-    else:
-        _show_run(data)
-    if report is None:
-        hint = " (add --yes to confirm)" if decision.action == "escalate" else ""
-        raise RefusedError(f"{decision.action}: {decision.reason}{hint}")
-    if report.status not in ("success", "skipped"):
-        raise PlaybookFailedError(f"{report.playbook} {report.status}: {report.summary}")
+    return data
 
 
 def _show_preview(preview: Any, output: Format) -> None:
@@ -490,23 +496,7 @@ def approve(
         )
     finally:
         runtime.close()
-    data: dict[str, Any] = {
-        "approval_id": approval_id,
-        "decision_id": decision.id,
-        "action": decision.action,
-        "playbook": decision.playbook,
-        "target": decision.target,
-        "reason": decision.reason,
-        "check": decision.check or None,
-    }
-    if report is not None:
-        data.update(
-            execution_id=report.execution_id,
-            status=report.status,
-            summary=report.summary,
-            duration_s=round(report.duration, 3),
-            actions=list(report.result.actions) if report.result else [],
-        )
+    data = {"approval_id": approval_id, **_outcome(decision, report)}
     if output is Format.json:
         _print_json(data)
     else:

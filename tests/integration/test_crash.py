@@ -3,10 +3,7 @@ nothing runs twice, and interrupted executions show as such and are escalated.""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,27 +11,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from tests.fixtures_monitoring import free_port
-
-REMEDIATE = str(Path(sys.executable).parent / "remediate")
-
-
-def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("a") as output:
-        process = subprocess.Popen(
-            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-        )
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"serve did not start: {log.read_text()}")
+from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 
 @pytest.mark.integration
@@ -63,7 +40,7 @@ routes:
     )
     port = free_port()
     log = tmp_path / "serve.log"
-    serve = start(config, port, log)
+    serve = start_serve(config, port, log)
     acknowledged: dict[str, int] = {}
     stop = threading.Event()
 
@@ -98,7 +75,7 @@ routes:
         thread.join(timeout=30)
     assert acknowledged, "no alert was acknowledged before the kill"
 
-    serve = start(config, port, log)
+    serve = start_serve(config, port, log)
     try:
         base = f"http://127.0.0.1:{port}"
         rows = {
@@ -113,8 +90,7 @@ routes:
         interrupted = [r.json()["id"] for r in rows.values() if r.json()["status"] == "interrupted"]
         assert sorted(p["decision_id"] for p in pending) == sorted(interrupted)
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        stop_serve(serve)
     # Nothing ran twice: every marker has at most one line.
     for marker in markers.iterdir():
         assert marker.read_text() == "x\n", marker.name

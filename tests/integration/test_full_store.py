@@ -4,10 +4,8 @@ acknowledges nothing it did not store, and recovers by itself when space returns
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,10 +14,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from tests.fixtures_monitoring import free_port
+from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 from tests.helpers import unavailable
-
-REMEDIATE = str(Path(sys.executable).parent / "remediate")
 
 
 @pytest.fixture
@@ -58,21 +54,10 @@ def test_a_full_store_answers_503_acknowledges_nothing_unstored_and_recovers(
     (tiny_state / "filler").write_bytes(b"\0" * 1_200_000)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with (tiny_state.parent / "serve.log").open("w") as output:
-        serve = subprocess.Popen(
-            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    serve = start_serve(config, port, tiny_state.parent / "serve.log")
     acknowledged: list[str] = []
     refused: list[str] = []
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
         # Fill the disk: notifications with fat annotations until the store refuses one.
         for _ in range(200):
             instance = uuid.uuid4().hex
@@ -102,8 +87,7 @@ def test_a_full_store_answers_503_acknowledges_nothing_unstored_and_recovers(
         assert recovered is not None, "the receiver did not recover when space returned"
 
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=30)
+        stop_serve(serve)
 
     # Every acknowledged alert has its decision; no refused one does.
     with sqlite3.connect(tiny_state / "remediate.db") as connection:

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from tests.fixtures_monitoring import free_port
-
-REMEDIATE = str(Path(sys.executable).parent / "remediate")
-
-
-def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("a") as output:
-        process = subprocess.Popen(
-            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-        )
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"serve did not start: {log.read_text()}")
+from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 
 @pytest.mark.integration
@@ -59,7 +35,7 @@ routes:
     )
     port = free_port()
     log = tmp_path / "serve.log"
-    serve = start(config, port, log)
+    serve = start_serve(config, port, log)
     names = ["alpha", "bravo", "charlie", "delta"]
     body = {
         "alerts": [
@@ -73,10 +49,9 @@ routes:
         assert [r["action"] for r in results] == ["executed"] * 4
         time.sleep(0.5)  # let the worker start on the first ones
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        stop_serve(serve)
 
-    serve = start(config, port, log)
+    serve = start_serve(config, port, log)
     try:
         deadline = time.monotonic() + 60
         statuses: dict[str, str] = {}
@@ -98,5 +73,4 @@ routes:
         rows = httpx.get(f"http://127.0.0.1:{port}/decisions", timeout=5).json()
         assert sorted(row["attempt"] for row in rows) == [1, 1, 1, 1]
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        stop_serve(serve)

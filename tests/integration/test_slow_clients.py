@@ -4,20 +4,14 @@ byte a second is cut off by a timeout without stalling others."""
 from __future__ import annotations
 
 import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from tests.fixtures_monitoring import free_port
-
-REMEDIATE = str(Path(sys.executable).parent / "remediate")
+from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 
 @pytest.mark.integration
@@ -28,20 +22,8 @@ def test_a_trickling_client_is_cut_off_while_others_are_served(tmp_path: Path) -
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with (tmp_path / "serve.log").open("w") as output:
-        serve = subprocess.Popen(
-            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    serve = start_serve(config, port, tmp_path / "serve.log")
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-
         answer: list[bytes] = []
 
         def trickle() -> None:
@@ -78,5 +60,4 @@ def test_a_trickling_client_is_cut_off_while_others_are_served(tmp_path: Path) -
         )
         assert big.status_code == 413
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        stop_serve(serve)

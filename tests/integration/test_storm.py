@@ -4,10 +4,7 @@ has its decision row, and the receiver keeps answering."""
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,9 +12,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from tests.fixtures_monitoring import free_port
+from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
-REMEDIATE = str(Path(sys.executable).parent / "remediate")
 ALERTS = 100_000
 PER_NOTIFICATION = 100
 NAMES = ["DiskA", "DiskB", "ServiceC", "ServiceD", "Noise"]  # Noise has no route
@@ -46,21 +42,10 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with (tmp_path / "serve.log").open("w") as output:
-        serve = subprocess.Popen(
-            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    serve = start_serve(config, port, tmp_path / "serve.log")
     statuses: list[int] = []
     health: list[int] = []
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
         notifications = ALERTS // PER_NOTIFICATION
         counter = iter(range(notifications))
         lock = threading.Lock()
@@ -102,8 +87,7 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
         elapsed = time.monotonic() - started
         time.sleep(2)  # let the worker run what was admitted
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        stop_serve(serve)
 
     assert statuses.count(200) == ALERTS // PER_NOTIFICATION, "not every notification answered"
     assert health and set(health) == {200}

@@ -14,7 +14,6 @@ aborted · timeout · interrupted.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from remediate.config.models import Chain
 from remediate.errors import RefusedError, StoreError
 from remediate.store import Store
 from remediate.store import tables as t
+from remediate.store.store import holder_is_dead
 
 __all__ = [
     "FINISHED_STEPS",
@@ -243,7 +243,7 @@ def sweep(store: Store, *, now: float) -> list[int]:
             row.id
             for row in rows
             if (row.lease_expires_at is not None and row.lease_expires_at <= now)
-            or _owner_is_dead(row.owner, host)
+            or holder_is_dead(row.owner, host)
         ]
         if stale:
             connection.execute(
@@ -353,34 +353,3 @@ def latest_status(store: Store, chains: Sequence[str]) -> dict[str, tuple[str, f
             )
         )
         return {row.chain: (row.status, row.started_at) for row in rows}
-
-
-def _owner_is_dead(owner: str | None, host: str) -> bool:
-    """True only when the owner is a process on this host that no longer exists."""
-    if not owner or ":" not in owner:
-        return False
-    owner_host, _, pid_text = owner.rpartition(":")
-    if owner_host != host or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by another user
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A killed child not yet reaped by its parent still answers kill(pid, 0)."""
-    import psutil
-
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False

@@ -34,6 +34,16 @@ SCHEMA_HEAD = "0005"
 _GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
 
 FAILED = ("failure", "timeout")
+# What a new attempt of an execution takes over from the one before.
+_ATTEMPT_COPIES = (
+    "decision_id",
+    "playbook",
+    "target",
+    "source",
+    "alertname",
+    "idempotency_key",
+    "forced",
+)
 FINISHED = ("success", "failure", "timeout", "skipped", "interrupted")
 
 
@@ -383,18 +393,7 @@ class Store:
         e = t.executions
         with self._write() as connection:
             row = connection.execute(sa.select(e).where(e.c.id == execution_id)).mappings().one()
-            values = {
-                key: row[key]
-                for key in (
-                    "decision_id",
-                    "playbook",
-                    "target",
-                    "source",
-                    "alertname",
-                    "idempotency_key",
-                    "forced",
-                )
-            }
+            values = {key: row[key] for key in _ATTEMPT_COPIES}
             result = connection.execute(
                 e.insert().values(
                     **values,
@@ -432,7 +431,7 @@ class Store:
                 row.id
                 for row in rows
                 if (row.lease_expires_at is not None and row.lease_expires_at <= now)
-                or _holder_is_dead(row.lease_owner, host)
+                or holder_is_dead(row.lease_owner, host)
             ]
             if stale:
                 connection.execute(
@@ -454,18 +453,7 @@ class Store:
         e = t.executions
         with self._write() as connection:
             row = connection.execute(sa.select(e).where(e.c.id == execution_id)).mappings().one()
-            values = {
-                key: row[key]
-                for key in (
-                    "decision_id",
-                    "playbook",
-                    "target",
-                    "source",
-                    "alertname",
-                    "idempotency_key",
-                    "forced",
-                )
-            }
+            values = {key: row[key] for key in _ATTEMPT_COPIES}
             result = connection.execute(
                 _INSERT_EXECUTION,
                 {**values, "attempt": row["attempt"] + 1, "admitted_at": now, "status": "queued"},
@@ -630,7 +618,8 @@ class Store:
             connection.execute(sa.text("SELECT 1"))
 
 
-def _holder_is_dead(owner: str | None, host: str) -> bool:
+def holder_is_dead(owner: str | None, host: str) -> bool:
+    """True only when the owner (`host:pid`) is a process on this host that is gone."""
     if not owner or ":" not in owner:
         return False
     owner_host, _, pid_text = owner.rpartition(":")
@@ -643,9 +632,21 @@ def _holder_is_dead(owner: str | None, host: str) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
+    except PermissionError:  # alive, owned by another user
         return False
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed child not yet reaped by its parent still answers kill(pid, 0)."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def _create_engine(url: str, *, busy_timeout: float) -> Engine:
