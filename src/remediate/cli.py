@@ -297,7 +297,12 @@ def playbooks(output: FormatOption = Format.table) -> None:
         return
     from rich.table import Table
 
-    table = Table("playbook", "risk", "confirm", "parameters", "description")
+    table = Table()
+    table.add_column("playbook", no_wrap=True)
+    table.add_column("risk", no_wrap=True)
+    table.add_column("confirm", no_wrap=True)
+    table.add_column("parameters")
+    table.add_column("description", ratio=1)
     for row in rows:
         params = ", ".join(
             f"{name}{'' if p['required'] else '?'}:{p['type']}"

@@ -100,6 +100,17 @@ executions = Table(
     Index("ix_executions_alertname_admitted_at", "alertname", "admitted_at"),
     Index("ix_executions_idempotency_key_admitted_at", "idempotency_key", "admitted_at"),
     Index("ix_executions_status", "status"),
+    # Covers the reports' scans of a large history (migration 0006).
+    Index(
+        "ix_executions_report",
+        "admitted_at",
+        "playbook",
+        "status",
+        "attempt",
+        "source",
+        "duration_seconds",
+        "root_cause",
+    ),
 )
 
 # Keys of configurable rate-limit rules (one row per rule an execution counts against).
