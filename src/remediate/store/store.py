@@ -106,9 +106,20 @@ class GateView:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self._flags: dict[str, Any] = {}
+        # Answers are remembered for the transaction until an execution is admitted:
+        # a notification's alerts mostly ask the same questions (same playbook, same
+        # hour), and only an admission changes the answers.
+        self._answers: dict[tuple[Any, ...], Any] = {}
+
+    def admitted(self) -> None:
+        """An execution was inserted in this transaction: forget remembered answers."""
+        self._answers.clear()
 
     def _scalar(self, name: str, **parameters: Any) -> Any:
-        return self.connection.execute(_QUERIES[name], parameters).scalar()
+        key = (name, *sorted(parameters.items()))
+        if key not in self._answers:
+            self._answers[key] = self.connection.execute(_QUERIES[name], parameters).scalar()
+        return self._answers[key]
 
     def count_admitted(
         self, *, since: float, playbook: str | None = None, alertname: str | None = None
@@ -132,8 +143,13 @@ class GateView:
 
     def recent_outcomes(self, *, playbook: str, limit: int) -> list[Outcome]:
         """Newest first: the finished attempts that count for the circuit breaker."""
-        rows = self.connection.execute(_QUERIES["outcomes"], {"playbook": playbook, "limit": limit})
-        return [Outcome(*row) for row in rows]
+        key = ("outcomes", playbook, limit)
+        if key not in self._answers:
+            rows = self.connection.execute(
+                _QUERIES["outcomes"], {"playbook": playbook, "limit": limit}
+            )
+            self._answers[key] = [Outcome(*row) for row in rows]
+        return list(self._answers[key])
 
     def count_unfinished(self, *, playbook: str) -> int:
         return int(self._scalar("unfinished", playbook=playbook) or 0)
@@ -262,6 +278,7 @@ class Store:
         view: GateView, values: Mapping[str, Any], rule_keys: Mapping[str, str] | None = None
     ) -> int:
         result = view.connection.execute(_INSERT_EXECUTION, dict(values))
+        view.admitted()
         execution_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         if rule_keys:
             view.connection.execute(
