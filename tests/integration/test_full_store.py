@@ -97,3 +97,52 @@ def test_a_full_store_answers_503_acknowledges_nothing_unstored_and_recovers(
         }
     assert set(acknowledged) <= stored
     assert not set(refused) & stored
+
+
+@pytest.mark.integration
+def test_a_read_only_store_answers_503_and_recovers_when_writable_again(tmp_path: Path) -> None:
+    """The database files made immutable under a running server (as an ext4 `chattr +i`
+    does even to root and even through open descriptors): 503, nothing acknowledged."""
+    if os.geteuid() != 0:
+        unavailable("chattr +i needs root")
+    state = tmp_path / "state"
+    config = tmp_path / "remediate.yml"
+    config.write_text(f"state: {{directory: {state}}}\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = start_serve(config, port, tmp_path / "serve.log")
+    files: list[Path] = []
+    acknowledged: list[str] = []
+    refused: list[str] = []
+
+    def post() -> int:
+        instance = uuid.uuid4().hex
+        response = httpx.post(f"{base}/webhook", json={"alerts": [alert(instance)]}, timeout=30)
+        assert response.status_code in (200, 503), response.text
+        (acknowledged if response.status_code == 200 else refused).append(instance)
+        return response.status_code
+
+    try:
+        assert post() == 200
+        # The database and its WAL; not the -shm file, which SQLite maps into memory
+        # (writing to a mapped immutable file is a SIGBUS, not an error it could answer).
+        files = [state / "remediate.db", state / "remediate.db-wal"]
+        done = subprocess.run(["chattr", "+i", *map(str, files)], capture_output=True)
+        if done.returncode != 0:
+            unavailable(f"chattr +i is not supported here: {done.stderr.decode().strip()}")
+        assert post() == 503
+        assert post() == 503
+        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+        recovered = [post() for _ in range(5)]
+        assert recovered[-1] == 200, recovered
+    finally:
+        if files:
+            subprocess.run(["chattr", "-i", *map(str, files)], check=False)
+        stop_serve(serve)
+    with sqlite3.connect(state / "remediate.db") as connection:
+        stored = {
+            row[0]
+            for row in connection.execute("SELECT json_extract(labels, '$.instance') FROM requests")
+        }
+    assert set(acknowledged) <= stored
+    assert not set(refused) & stored
