@@ -52,6 +52,7 @@ def serve(
             "$REMEDIATE_WEBHOOK_TOKEN or --token-file, or bind 127.0.0.1"
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log every step
     # The event loop and the group-commit writer hand work to each other many times a
     # second; with the default 5 ms GIL switch interval each handoff can wait a whole
     # interval while the other thread holds the GIL.
