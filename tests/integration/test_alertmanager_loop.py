@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from tests.fixtures_monitoring import Exporter, free_port, start_alertmanager, start_prometheus
+from tests.fixtures_monitoring import (
+    Exporter,
+    free_port,
+    start_alertmanager,
+    start_prometheus,
+    start_serve,
+    stop_serve,
+)
 from tests.fixtures_podman import ContainerFactory, inspect, podman
 
-REMEDIATE = str(Path(sys.executable).parent / "remediate")
 TOKEN = "loop-token-5f2a9c"
 
 
@@ -52,17 +55,10 @@ routes:
     )
     port = free_port()
     env = dict(os.environ, REMEDIATE_WEBHOOK_TOKEN=TOKEN)
-    with (tmp_path / "serve.log").open("w") as output:
-        serve = subprocess.Popen(
-            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    serve = start_serve(config, port, tmp_path / "serve.log", env=env)
     base = f"http://127.0.0.1:{port}"
     alertmanager = prometheus = None
     try:
-        wait_for("remediate serve", lambda: _ok(f"{base}/health"), timeout=30)
         alertmanager, am_address = start_alertmanager(
             tmp_path / "alertmanager", webhook_url=f"{base}/webhook", token=TOKEN
         )
@@ -112,19 +108,11 @@ routes:
         for process in (prometheus, alertmanager):
             if process is not None:
                 process.stop()
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=30)
+        stop_serve(serve)
 
 
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.integration
@@ -152,17 +140,10 @@ playbooks:
     )
     port = free_port()
     env = dict(os.environ, REMEDIATE_WEBHOOK_TOKEN=TOKEN)
-    with (tmp_path / "serve.log").open("w") as output:
-        serve = subprocess.Popen(
-            [REMEDIATE, "-c", str(config), "serve", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    serve = start_serve(config, port, tmp_path / "serve.log", env=env)
     base = f"http://127.0.0.1:{port}"
     alertmanager = prometheus = None
     try:
-        wait_for("remediate serve", lambda: _ok(f"{base}/health"), timeout=30)
         alertmanager, am_address = start_alertmanager(
             tmp_path / "alertmanager", webhook_url=f"{base}/webhook", token=TOKEN
         )
@@ -230,5 +211,4 @@ playbooks:
         for process in (prometheus, alertmanager):
             if process is not None:
                 process.stop()
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=30)
+        stop_serve(serve)
