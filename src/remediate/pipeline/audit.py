@@ -21,24 +21,49 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._parent_made = False
+        # Lines written but not yet fsynced (appends with sync=False).
+        self.unsynced = False
 
     def append(self, entry: dict[str, Any]) -> None:
         self.append_many([entry])
 
-    def append_many(self, entries: list[dict[str, Any]]) -> None:
-        """Append lines with one write and one fsync."""
+    def append_many(self, entries: list[dict[str, Any]], *, sync: bool = True) -> None:
+        """Append lines with one write and, with `sync`, one fsync.
+
+        The file is opened for each append, so a log rotated by moving it away is
+        picked up at once. Without `sync` the lines are in the page cache (a killed
+        process loses nothing) and reach the disk at the next `sync()`.
+        """
         line = "".join(
             json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":")) + "\n"
             for entry in entries
         )
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._parent_made:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._parent_made = True
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 os.write(fd, line.encode())
+                if sync:
+                    os.fsync(fd)
+                else:
+                    self.unsynced = True
+            finally:
+                os.close(fd)
+
+    def sync(self) -> None:
+        """fsync lines appended without `sync`, if there are any."""
+        with self._lock:
+            if not self.unsynced:
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            self.unsynced = False
 
 
 def entry(

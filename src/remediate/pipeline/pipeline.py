@@ -106,12 +106,14 @@ class Pipeline:
             request = dataclasses.replace(request, requires_confirmation=True)
         return request, playbook, params, playbook.target(params)
 
-    def _verdict(self, request: Request, view: GateView, target: str, risk: str) -> Verdict:
+    def _verdict(
+        self, request: Request, view: GateView, target: str, risk: str, now: float
+    ) -> Verdict:
         given = CheckInput(
             request=request,
             settings=self.settings,
             view=view,
-            now=self.clock.now(),
+            now=now,
             target=target,
             idempotency_key=idempotency_key(request, self.settings.safety.idempotency.key_fields),
             risk=risk,
@@ -126,7 +128,9 @@ class Pipeline:
         """The dry run: gate verdict (nothing recorded) and the plan (nothing executed)."""
         request, playbook, params, target = self._resolve(request)
         with self.store.reading() as connection:
-            verdict = self._verdict(request, GateView(connection), target, playbook.risk)
+            verdict = self._verdict(
+                request, GateView(connection), target, playbook.risk, self.clock.now()
+            )
         ctx = self._context(playbook, dry_run=True)
         return Preview(playbook.name, target, verdict, playbook.plan(ctx, params))
 
@@ -141,6 +145,17 @@ class Pipeline:
     def decide_all(self, items: Sequence[Request | Note]) -> list[Decision]:
         """Decide many in one serialized transaction: one commit (one fsync) for a whole
         Alertmanager notification. Later items see the admissions of earlier ones."""
+        decisions, follow_up = self.decide_committed(items)
+        follow_up()
+        return decisions
+
+    def decide_committed(
+        self, items: Sequence[Request | Note], *, sync_audit: bool = True
+    ) -> tuple[list[Decision], Callable[[], None]]:
+        """`decide_all` up to the commit. The decisions are durable when this returns; the
+        audit lines and escalation notices are written by the returned function, which
+        the webhook's writer calls once it has answered the waiting requests (and, with
+        `sync_audit=False`, fsyncs the audit log itself at most a second later)."""
         resolved: list[tuple[Request, str, str, Verdict | None] | Note] = []
         for item in items:
             if isinstance(item, Note):
@@ -166,14 +181,17 @@ class Pipeline:
                 decisions.append(decision)
                 if line is not None:
                     entries.append(line)
-        if entries:
-            self._audit(entries)
-        for decision, item in zip(decisions, items, strict=True):
-            if decision.approval_id is not None and isinstance(item, Request):
-                self._notify_escalation(decision, item)
-        # The metrics textfile is refreshed after executions, not after every gate
-        # decision: under an alert storm that would rescan the store per notification.
-        return decisions
+
+        def follow_up() -> None:
+            if entries:
+                self._audit(entries, sync=sync_audit)
+            for decision, item in zip(decisions, items, strict=True):
+                if decision.approval_id is not None and isinstance(item, Request):
+                    self._notify_escalation(decision, item)
+            # The metrics textfile is refreshed after executions, not after every gate
+            # decision: under an alert storm that would rescan the store per notification.
+
+        return decisions, follow_up
 
     def _gate_one(
         self,
@@ -185,7 +203,7 @@ class Pipeline:
         *,
         now: float,
     ) -> tuple[Decision, dict[str, Any] | None]:
-        verdict = invalid or self._verdict(request, view, target, risk)
+        verdict = invalid or self._verdict(request, view, target, risk, now)
         key = idempotency_key(request, self.settings.safety.idempotency.key_fields)
         request_id = Store.insert_request(view, _request_row(request, now))
         action = {"allow": "execute", "block": "block", "escalate": "escalate"}[verdict.action]
@@ -491,11 +509,11 @@ class Pipeline:
                     )
         return interrupted
 
-    def _audit(self, entries: list[dict[str, Any]]) -> None:
+    def _audit(self, entries: list[dict[str, Any]], *, sync: bool = True) -> None:
         """Mirror decisions to the JSONL log. The store already holds them: a full or
         broken disk here is logged, never turned into a lost or repeated decision."""
         try:
-            self.audit.append_many(entries)
+            self.audit.append_many(entries, sync=sync)
         except OSError as error:
             log.error(
                 "could not write %d audit line(s) to %s: %s", len(entries), self.audit.path, error

@@ -1,10 +1,17 @@
 """Group commit for the webhook: one writer thread decides many notifications per
 transaction, so durability costs one fsync per batch, not per alert.
 
-Concurrent requests hand their items to the writer and await a future; the
-writer takes everything queued (up to a bound), decides it all in one
-serialized transaction, and answers each request with its own decisions. A
-store failure fails the whole batch (each request answers 503 and Alertmanager
+Concurrent requests leave their items with the writer and await a future. When
+the writer is idle the first request wakes it; while it commits a batch, the
+requests that arrive meanwhile wait together and make the next batch, which it
+takes itself as soon as it is done. So the event loop and the writer thread hand
+work to each other once per batch, not once per request. Each batch is decided
+in one serialized transaction; every request of it is answered with its own
+decisions at once (one wake-up of the event loop), and only then are the batch's
+audit lines appended (one write). The audit log is the store's mirror, not the
+record: its fsync happens when the writer is idle and at least once a second.
+
+A store failure fails the whole batch (each request answers 503 and Alertmanager
 retries); nothing is acknowledged that was not committed.
 """
 
@@ -14,6 +21,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +31,8 @@ from remediate.pipeline.request import Decision, Note, Request
 log = logging.getLogger("remediate.writer")
 
 MAX_BATCH_ITEMS = 2000
+# Audit lines are fsynced when the writer is idle, and at least this often under load.
+AUDIT_SYNC_SECONDS = 1.0
 
 
 @dataclass
@@ -32,10 +42,18 @@ class _Job:
     loop: asyncio.AbstractEventLoop
 
 
+# What a finished job answers: its decisions, or the error that failed its batch.
+_Answer = tuple[asyncio.Future[list[Decision]], list[Decision] | None, BaseException | None]
+
+
 class DecisionWriter:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending: list[_Job] = []
+        self._busy = False  # the writer holds a batch; new jobs wait in _pending
+        self._wake: queue.Queue[list[_Job] | None] = queue.Queue()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.items = 0
@@ -47,60 +65,103 @@ class DecisionWriter:
     async def decide(self, items: Sequence[Request | Note]) -> list[Decision]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Decision]] = loop.create_future()
-        self._queue.put(_Job(items, future, loop))
+        with self._lock:
+            self._pending.append(_Job(items, future, loop))
+            wake = not self._busy
+            if wake:
+                self._busy = True
+                jobs, self._pending = self._pending, []
+        if wake:
+            self._wake.put(jobs)
         return await future
 
-    def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs = [first]
-            size = len(first.items)
-            stopping = False
-            while size < MAX_BATCH_ITEMS:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
+    def _take(self) -> list[_Job] | None:
+        """The jobs that arrived during the last batch, or None (and idle) if none did."""
+        with self._lock:
+            if not self._pending:
+                self._busy = False
+                return None
+            size = count = 0
+            for job in self._pending:
+                if size >= MAX_BATCH_ITEMS:
                     break
-                if job is None:
-                    stopping = True
-                    break
-                jobs.append(job)
                 size += len(job.items)
-            self._run(jobs)
-            if stopping:
+                count += 1
+            jobs, self._pending = self._pending[:count], self._pending[count:]
+            return jobs
+
+    def _loop(self) -> None:
+        last_sync = time.monotonic()
+        while True:
+            jobs = self._wake.get()
+            while jobs is not None:
+                self._run(jobs)
+                if time.monotonic() - last_sync >= AUDIT_SYNC_SECONDS:
+                    self._sync_audit()
+                    last_sync = time.monotonic()
+                jobs = self._take()
+            # Idle: a good moment to make the audit lines durable.
+            if self.pipeline.audit.unsynced:
+                self._sync_audit()
+                last_sync = time.monotonic()
+            if self._stopping.is_set() and self._wake.empty():
                 return
+
+    def _sync_audit(self) -> None:
+        try:
+            self.pipeline.audit.sync()
+        except OSError as error:
+            log.error("could not fsync the audit log %s: %s", self.pipeline.audit.path, error)
 
     def _run(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
+        answers: list[_Answer] = []
         try:
-            decisions = self.pipeline.decide_all(items)
+            decisions, follow_up = self.pipeline.decide_committed(items, sync_audit=False)
         except BaseException as error:  # every waiter must be answered, whatever happened
-            for job in jobs:
-                job.loop.call_soon_threadsafe(_fail, job.future, error)
+            answers = [(job.future, None, error) for job in jobs]
+            self._answer(jobs, answers)
             return
         self.batches += 1
         self.items += len(items)
         start = 0
         for job in jobs:
-            part = decisions[start : start + len(job.items)]
+            answers.append((job.future, decisions[start : start + len(job.items)], None))
             start += len(job.items)
-            job.loop.call_soon_threadsafe(_succeed, job.future, part)
+        self._answer(jobs, answers)
+        # The decisions are committed and answered; the audit mirror and escalation
+        # notices follow before the next batch (they never hold up the answers).
+        try:
+            follow_up()
+        except Exception:
+            log.exception("after a batch of %d decision(s)", len(items))
+
+    @staticmethod
+    def _answer(jobs: list[_Job], answers: list[_Answer]) -> None:
+        """Wake each event loop once for all of its jobs in the batch."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
+        for job, answer in zip(jobs, answers, strict=True):
+            by_loop.setdefault(job.loop, []).append(answer)
+        for loop, group in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, group)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                log.warning("dropped %d answer(s) for a closed event loop", len(group))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop."""
         if self._thread is None:
             return
-        self._queue.put(None)
+        self._stopping.set()
+        self._wake.put(None)
         self._thread.join(timeout)
 
 
-def _succeed(future: asyncio.Future[list[Decision]], value: list[Decision]) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: asyncio.Future[list[Decision]], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
+def _settle(answers: list[_Answer]) -> None:
+    for future, value, error in answers:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]

@@ -90,26 +90,95 @@ def _prepared() -> dict[str, Any]:
             e.c.playbook == sa.bindparam("playbook"), e.c.status.in_(("queued", "running"))
         ),
         "flag": sa.select(f.c.value).where(f.c.name == sa.bindparam("name")),
+        "next_ids": sa.text(
+            "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
+        ),
     }
 
 
 _QUERIES = _prepared()
-_INSERT_REQUEST = t.requests.insert()
-_INSERT_DECISION = t.decisions.insert()
 _INSERT_EXECUTION = t.executions.insert()
 _INSERT_EXECUTION_KEY = t.execution_keys.insert()
+# Tables whose rows a gate transaction queues and writes in one statement per batch.
+_QUEUED = ("requests", "decisions")
+_ID_BLOCK = 64
 
 
 class GateView:
-    """The reads the gate checks make, inside one serialized transaction."""
+    """The reads the gate checks make, inside one serialized transaction, and the rows
+    it writes.
+
+    Requests and decisions are queued with ids taken up front and written together,
+    one `executemany` per table, when the transaction commits or when anything reaches
+    for `connection` (which therefore always sees every queued row). On the webhook's
+    hot path that replaces a statement per row with one per batch.
+    """
 
     def __init__(self, connection: Connection) -> None:
-        self.connection = connection
+        self._connection = connection
+        self._sqlite = connection.dialect.name == "sqlite"
         self._flags: dict[str, Any] = {}
         # Answers are remembered for the transaction until an execution is admitted:
         # a notification's alerts mostly ask the same questions (same playbook, same
         # hour), and only an admission changes the answers.
         self._answers: dict[tuple[Any, ...], Any] = {}
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._ids: dict[str, list[int]] = {}
+        self._next_id: dict[str, int] = {}
+
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection, with every queued row written first."""
+        self.flush()
+        return self._connection
+
+    def queue(self, table: sa.Table, values: Mapping[str, Any]) -> int:
+        """Queue one row for `table` (requests or decisions) and return its id."""
+        if table.name not in _QUEUED:
+            raise ValueError(f"rows of {table.name} are not queued")
+        row_id = self._allocate(table.name)
+        self._pending.setdefault(table.name, []).append({"id": row_id, **values})
+        return row_id
+
+    def _allocate(self, name: str) -> int:
+        if self._sqlite:
+            # BEGIN IMMEDIATE holds the only write lock: nobody else takes ids meanwhile.
+            if name not in self._next_id:
+                latest = self._connection.exec_driver_sql(
+                    f"SELECT COALESCE(MAX(id), 0) FROM {name}"  # noqa: S608 - a fixed name
+                ).scalar()
+                self._next_id[name] = int(latest or 0) + 1
+            row_id = self._next_id[name]
+            self._next_id[name] = row_id + 1
+            return row_id
+        # PostgreSQL: ids come from the table's own sequence, a few at a time (a gap
+        # left by an unused one is as harmless as a rolled-back insert's).
+        spare = self._ids.setdefault(name, [])
+        if not spare:
+            spare.extend(
+                int(row[0])
+                for row in self._connection.execute(
+                    _QUERIES["next_ids"], {"table": name, "count": _ID_BLOCK}
+                )
+            )
+            spare.reverse()
+        return spare.pop()
+
+    def flush(self) -> None:
+        """Write every queued row: requests first, then the decisions that refer to them."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        for name in _QUEUED:
+            rows = pending.get(name)
+            if not rows:
+                continue
+            table = t.metadata.tables[name]
+            if self._sqlite:
+                _insert_sqlite(self._connection, table, rows)
+            else:
+                for group in _by_columns(rows):
+                    self._connection.execute(table.insert(), group)
 
     def admitted(self) -> None:
         """An execution was inserted in this transaction: forget remembered answers."""
@@ -118,7 +187,7 @@ class GateView:
     def _scalar(self, name: str, **parameters: Any) -> Any:
         key = (name, *sorted(parameters.items()))
         if key not in self._answers:
-            self._answers[key] = self.connection.execute(_QUERIES[name], parameters).scalar()
+            self._answers[key] = self._connection.execute(_QUERIES[name], parameters).scalar()
         return self._answers[key]
 
     def count_admitted(
@@ -145,7 +214,7 @@ class GateView:
         """Newest first: the finished attempts that count for the circuit breaker."""
         key = ("outcomes", playbook, limit)
         if key not in self._answers:
-            rows = self.connection.execute(
+            rows = self._connection.execute(
                 _QUERIES["outcomes"], {"playbook": playbook, "limit": limit}
             )
             self._answers[key] = [Outcome(*row) for row in rows]
@@ -157,7 +226,7 @@ class GateView:
     def flag(self, name: str) -> Any:
         """A named flag; read once per transaction (the pause flag is checked per alert)."""
         if name not in self._flags:
-            row = self.connection.execute(_QUERIES["flag"], {"name": name}).first()
+            row = self._connection.execute(_QUERIES["flag"], {"name": name}).first()
             self._flags[name] = row[0] if row else None
         return self._flags[name]
 
@@ -254,7 +323,9 @@ class Store:
     def gate_transaction(self) -> Iterator[GateView]:
         """Serialized reads and writes for one gate decision: check, then record, atomically."""
         with self._write() as connection:
-            yield GateView(connection)
+            view = GateView(connection)
+            yield view
+            view.flush()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -265,13 +336,13 @@ class Store:
 
     @staticmethod
     def insert_request(view: GateView, values: Mapping[str, Any]) -> int:
-        result = view.connection.execute(_INSERT_REQUEST, dict(values))
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        """Queue a request row (written with the transaction's other rows) and return its id."""
+        return view.queue(t.requests, values)
 
     @staticmethod
     def insert_decision(view: GateView, values: Mapping[str, Any]) -> int:
-        result = view.connection.execute(_INSERT_DECISION, dict(values))
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        """Queue a decision row; its request must have been queued or written before."""
+        return view.queue(t.decisions, values)
 
     @staticmethod
     def insert_execution(
@@ -695,6 +766,48 @@ def _create_engine(url: str, *, busy_timeout: float) -> Engine:
         json_serializer=_dumps,
         connect_args={"connect_timeout": max(1, int(busy_timeout))},
     )
+
+
+def _sqlite_insert(table: sa.Table) -> tuple[str, list[tuple[str, Any, bool]]]:
+    """The INSERT for every column of `table`, and per column: name, default, is JSON."""
+    columns: list[tuple[str, Any, bool]] = []
+    for column in table.columns:
+        # A callable default is SQLAlchemy's wrapper, called with the execution context.
+        value = getattr(column.default, "arg", None)
+        columns.append((column.name, value, isinstance(column.type, sa.JSON)))
+    names = ", ".join(name for name, _, _ in columns)
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table.name} ({names}) VALUES ({marks})", columns  # noqa: S608
+
+
+_SQLITE_INSERTS = {name: _sqlite_insert(t.metadata.tables[name]) for name in _QUEUED}
+
+
+def _insert_sqlite(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Rows as SQLAlchemy would write them (JSON text, column defaults), in one executemany
+    on the driver's own connection: the same transaction, a fraction of the cost."""
+    sql, columns = _SQLITE_INSERTS[table.name]
+    values = []
+    for row in rows:
+        record = []
+        for name, default, is_json in columns:
+            if name in row:
+                value = row[name]
+                record.append(_dumps(value) if is_json else value)
+            elif callable(default):
+                record.append(_dumps(default(None)) if is_json else default(None))
+            else:
+                record.append(_dumps(default) if is_json and default is not None else default)
+        values.append(tuple(record))
+    connection.exec_driver_sql(sql, values)
+
+
+def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by their set of keys: one executemany needs the same keys in each."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.values())
 
 
 def _dumps(value: Any) -> str:

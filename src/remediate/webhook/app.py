@@ -15,9 +15,10 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from remediate.errors import RemediateError, StoreError
 from remediate.pipeline.worker import Worker
@@ -48,21 +50,83 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+class _Refused(Exception):
+    """An answer other than 200 for the webhook: status, body and whether to close."""
+
+    def __init__(self, status: int, reason: str, *, close: bool = False, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.body = {"error": reason, **extra}
+        self.close = close
+
+
+async def _read_body(receive: Receive, declared: bytes | None, limit: int, timeout: float) -> bytes:
     """The body, at most `limit` bytes, within `timeout` seconds (a client sending one
     byte a second is cut off; others are served meanwhile, the loop never waits on it)."""
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     async with asyncio.timeout(timeout):
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ConnectionError("client disconnected")
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
             chunks.append(chunk)
-    return b"".join(chunks)
+            if not message.get("more_body", False):
+                break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _json_body(content: Any) -> bytes:
+    """The same bytes Starlette's JSONResponse writes."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+async def _send_json(send: Send, status: int, content: Any, *, close: bool = False) -> None:
+    body = _json_body(content)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("latin-1")),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Endpoint:
+    """A bare ASGI app as a route endpoint (Starlette wraps plain functions as handlers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class App(Starlette):
+    """Starlette, with POST /webhook answered before the middleware stack and router:
+    the hot path under an alert storm. Everything else goes through Starlette."""
+
+    webhook: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.webhook is not None
+            and scope["type"] == "http"
+            and scope["path"] == "/webhook"
+            and scope["method"] == "POST"
+        ):
+            await self.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -77,20 +141,25 @@ def create_app(
     With `group_commit`, concurrent notifications are decided together by one writer
     thread: one transaction and one fsync per batch.
     """
+    from remediate.webhook.models import WebhookPayload
+    from remediate.webhook.receiver import intents
+    from remediate.webhook.receiver import results as to_results
+
     max_body = runtime.settings.server.max_body_bytes
     body_timeout = runtime.settings.server.body_timeout_seconds
     writer = DecisionWriter(runtime.pipeline) if group_commit else None
+    expected = token.encode() if token else b""
+
+    def given_token(authorization: str, query: Mapping[str, str]) -> str:
+        if authorization.lower().startswith("bearer "):
+            return authorization[7:].strip()
+        return query.get("token", "")
 
     def authorized(request: Request) -> bool:
         if not token:
             return True
-        given = ""
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            given = header[7:].strip()
-        elif "token" in request.query_params:
-            given = request.query_params["token"]
-        return hmac.compare_digest(given.encode(), token.encode())
+        given = given_token(request.headers.get("authorization", ""), request.query_params)
+        return hmac.compare_digest(given.encode(), expected)
 
     def protected(handler: Handler) -> Handler:
         async def wrapped(request: Request) -> Response:
@@ -103,38 +172,66 @@ def create_app(
 
         return wrapped
 
-    async def webhook(request: Request) -> Response:
-        from remediate.webhook.models import WebhookPayload
-        from remediate.webhook.receiver import intents
-        from remediate.webhook.receiver import results as to_results
+    async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /webhook as a bare ASGI app: the same answers as the other routes give
+        (401, 400 with the field, 408, 413, 503), without a Request or Response object."""
+        try:
+            content = await decide_notification(scope, receive)
+        except _Refused as refused:
+            await _send_json(send, refused.status, refused.body, close=refused.close)
+            return
+        except ConnectionError:
+            return  # the client went away before sending its body: nobody to answer
+        await _send_json(send, 200, content)
 
+    async def decide_notification(scope: Scope, receive: Receive) -> dict[str, Any]:
+        authorization = declared = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"authorization":
+                authorization = value
+        raw_query = scope.get("query_string", b"")
+        query = (
+            dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))
+            if raw_query
+            else {}
+        )
+        if token:
+            given = given_token((authorization or b"").decode("latin-1"), query)
+            if not hmac.compare_digest(given.encode(), expected):
+                raise _Refused(401, "missing or wrong token", hint="Authorization: Bearer TOKEN")
         try:
-            body = await _read_body(request, max_body, body_timeout)
+            body = await _read_body(receive, declared, max_body, body_timeout)
         except BodyTooLarge:
-            return _error(413, f"body over {max_body} bytes", close=True)
+            raise _Refused(413, f"body over {max_body} bytes", close=True) from None
         except TimeoutError:
-            return _error(408, f"body not received within {body_timeout:g} s", close=True)
+            raise _Refused(
+                408, f"body not received within {body_timeout:g} s", close=True
+            ) from None
         try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return _error(400, f"invalid JSON: {error}")
-        try:
-            payload = WebhookPayload.model_validate(data)
+            payload = WebhookPayload.model_validate_json(body)
         except ValidationError as error:
             first = error.errors()[0]
+            if first["type"] == "json_invalid":
+                reason = str(first["msg"]).removeprefix("Invalid JSON: ")
+                raise _Refused(400, f"invalid JSON: {reason}") from None
             field = ".".join(str(part) for part in first["loc"]) or "(body)"
-            return _error(400, f"{field}: {first['msg']}", field=field)
-        wait = _wait_seconds(request)
+            raise _Refused(400, f"{field}: {first['msg']}", field=field) from None
+        wait = _wait_seconds(query.get("wait", "0"))
         if wait is None:
-            return _error(400, "wait: must be a number of seconds from 0 to 300", field="wait")
+            raise _Refused(400, "wait: must be a number of seconds from 0 to 300", field="wait")
         items = intents(runtime.pipeline, payload)
-        if writer is not None:
-            decisions = await writer.decide(items)
-        else:
-            decisions = await run_in_threadpool(runtime.pipeline.decide_all, items)
+        try:
+            if writer is not None:
+                decisions = await writer.decide(items)
+            else:
+                decisions = await run_in_threadpool(runtime.pipeline.decide_all, items)
+        except StoreError as error:
+            raise _Refused(503, f"store unavailable: {error}") from None
         results = to_results(payload, decisions)
-        queued = [r["execution_id"] for r in results if r["execution_id"] is not None]
         if worker is not None:
+            queued = [r["execution_id"] for r in results if r["execution_id"] is not None]
             for execution_id in queued:
                 worker.submit(execution_id)
             if wait > 0 and queued:
@@ -142,9 +239,7 @@ def create_app(
                 for result in results:
                     if result["execution_id"] in statuses:
                         result["result"] = statuses[result["execution_id"]]
-        return JSONResponse(
-            {"status": "processed", "alerts_received": len(payload.alerts), "results": results}
-        )
+        return {"status": "processed", "alerts_received": len(payload.alerts), "results": results}
 
     async def decisions(request: Request) -> Response:
         limit = _integer(request.query_params.get("limit", "100"), maximum=1000)
@@ -240,9 +335,9 @@ def create_app(
             if worker is not None:
                 await run_in_threadpool(worker.stop, 10.0)
 
-    return Starlette(
+    app = App(
         routes=[
-            Route("/webhook", protected(webhook), methods=["POST"]),
+            Route("/webhook", _Endpoint(webhook), methods=["POST"]),
             Route("/decisions", protected(decisions), methods=["GET"]),
             Route("/decisions/{id}", protected(decision), methods=["GET"]),
             Route("/approvals", protected(approvals), methods=["GET"]),
@@ -253,6 +348,8 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.webhook = webhook
+    return app
 
 
 def _integer(text: str, *, maximum: int = 2**63 - 1) -> int | None:
@@ -263,8 +360,7 @@ def _integer(text: str, *, maximum: int = 2**63 - 1) -> int | None:
     return value if 1 <= value <= maximum else None
 
 
-def _wait_seconds(request: Request) -> float | None:
-    raw = request.query_params.get("wait", "0")
+def _wait_seconds(raw: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
