@@ -428,3 +428,43 @@ def test_an_interrupted_execution_is_escalated_resumed_or_recorded_as_configured
     else:
         assert (pending, queued) == ([], [])
     assert store.execution(decision.execution_id)["status"] == "interrupted"  # type: ignore[index]
+
+
+def test_one_batch_of_alike_and_different_requests_gets_each_its_own_verdict(
+    pipeline: Pipeline,
+) -> None:
+    """A storm's batch reuses validation and verdicts between identical requests; an
+    admission, a different label or a different confidence still changes the answer."""
+
+    def webhook(service: str, confidence: float = 95, **labels: str) -> Request:
+        alert = Alert("ContainerNotRunning", {"name": service, **labels})
+        return Request(
+            "echo", {"service": service}, source="webhook", alert=alert, confidence=confidence
+        )
+
+    decisions = pipeline.decide_all(
+        [
+            webhook("db", confidence=10, instance="z"),  # below the threshold
+            webhook("web", instance="a"),  # admitted
+            webhook("web", instance="a"),  # the same alert again
+            webhook("db", confidence=10, instance="z"),  # as the first, but after an admission
+            webhook("traefik", instance="b"),  # a protected service
+            webhook("Bad Name!"),  # fails the parameter pattern
+            webhook("Bad Name!"),
+            Request("echo", {"service": "web"}, source="webhook", confidence=95),  # no alert
+        ]
+    )
+    got = [(d.action, d.check) for d in decisions]
+    assert got == [
+        ("escalate", "confidence"),
+        ("execute", ""),
+        ("block", "idempotency"),
+        ("block", "rate_limit"),  # the cooldown of echo, admitted a moment ago
+        ("block", "service_override"),
+        ("block", "parameters"),
+        ("block", "parameters"),
+        ("block", "rate_limit"),
+    ]
+    assert len({d.id for d in decisions}) == len(decisions)
+    history = pipeline.store.history(limit=20)
+    assert sorted(row["id"] for row in history) == sorted(d.id for d in decisions)

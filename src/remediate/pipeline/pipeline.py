@@ -91,6 +91,7 @@ class Pipeline:
         self.clock = clock
         self.process_runner = process_runner
         self.checks = checks if checks is not None else default_checks()
+        self._pure_checks = checks is None
         self.audit = audit or AuditLog(settings.state.resolved_audit_log())
         self.after_record = after_record
         self.sleep = sleep
@@ -157,17 +158,31 @@ class Pipeline:
         the webhook's writer calls once it has answered the waiting requests (and, with
         `sync_audit=False`, fsyncs the audit log itself at most a second later)."""
         resolved: list[tuple[Request, str, str, Verdict | None] | Note] = []
+        # An alert storm repeats the same requests: validate each distinct one once.
+        seen: dict[tuple[Any, ...], tuple[str, str, bool] | UsageError] = {}
         for item in items:
             if isinstance(item, Note):
                 resolved.append(item)
                 continue
-            try:
-                request, playbook, _params, target = self._resolve(item)
-                resolved.append((request, target, playbook.risk, None))
-            except UsageError as error:
-                if not item.automatic:
-                    raise
-                resolved.append((item, "-", "high", Verdict.block("parameters", error.message)))
+            key = _parameters_key(item)
+            known = seen.get(key) if key is not None else None
+            if known is None:
+                try:
+                    _request, playbook, _params, target = self._resolve(item)
+                    known = (target, playbook.risk, playbook.requires_confirmation)
+                except UsageError as error:
+                    if not item.automatic:
+                        raise
+                    known = error
+                if key is not None:
+                    seen[key] = known
+            if isinstance(known, UsageError):
+                resolved.append((item, "-", "high", Verdict.block("parameters", known.message)))
+                continue
+            target, risk, confirm = known
+            if confirm and not item.requires_confirmation:
+                item = dataclasses.replace(item, requires_confirmation=True)
+            resolved.append((item, target, risk, None))
         entries: list[dict[str, Any]] = []
         decisions: list[Decision] = []
         with self.store.gate_transaction() as view:
@@ -203,8 +218,17 @@ class Pipeline:
         *,
         now: float,
     ) -> tuple[Decision, dict[str, Any] | None]:
-        verdict = invalid or self._verdict(request, view, target, risk, now)
         key = idempotency_key(request, self.settings.safety.idempotency.key_fields)
+        if invalid is not None:
+            verdict = invalid
+        elif self._pure_checks and (same := _verdict_key(request, target, risk)) is not None:
+            # The built-in checks answer from the request and the view alone, and the
+            # view's answers hold until an admission (which clears view.verdicts).
+            if same not in view.verdicts:
+                view.verdicts[same] = self._verdict(request, view, target, risk, now)
+            verdict = view.verdicts[same]
+        else:
+            verdict = self._verdict(request, view, target, risk, now)
         request_id = Store.insert_request(view, _request_row(request, now))
         action = {"allow": "execute", "block": "block", "escalate": "escalate"}[verdict.action]
         reason = verdict.reason or ("forced by operator" if request.forced else "all checks passed")
@@ -529,6 +553,39 @@ class Pipeline:
         if decision.execution_id is None:
             return decision, None
         return decision, self.execute(decision.execution_id)
+
+
+def _parameters_key(request: Request) -> tuple[Any, ...] | None:
+    """What `_resolve` depends on, hashable; None when a value is not (then no reuse)."""
+    key = (request.playbook, request.automatic, *request.parameters.items())
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _verdict_key(request: Request, target: str, risk: str) -> tuple[Any, ...] | None:
+    """Everything of a request the built-in checks read, hashable; None when it is not."""
+    alert = request.alert
+    key = (
+        request.playbook,
+        target,
+        risk,
+        request.source,
+        request.forced,
+        request.confidence,
+        request.requires_confirmation,
+        request.confirmed,
+        request.approved,
+        tuple(request.parameters.items()),
+        None if alert is None else (alert.name, alert.status, *sorted(alert.labels.items())),
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _request_row(request: Request, now: float) -> dict[str, Any]:

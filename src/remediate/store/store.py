@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -97,6 +98,31 @@ def _prepared() -> dict[str, Any]:
 
 
 _QUERIES = _prepared()
+
+
+def _sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
+    """The gate's queries as SQLite text with their parameter order and fixed values:
+    run on the driver's connection, they skip SQLAlchemy's per-statement work."""
+    from sqlalchemy.dialects import sqlite
+
+    # Placeholders for the values each call binds; literal ones (attempt = 1, the IN
+    # lists, the offset) keep theirs, so IN (...) renders as many ? as it needs.
+    placeholders: dict[str, Any] = dict.fromkeys(
+        ("playbook", "alertname", "rule", "key", "name"), ""
+    ) | {"since": 0.0, "limit": 0}
+    compiled = {}
+    for name, query in _QUERIES.items():
+        if name == "next_ids":
+            continue
+        state = query.compile(dialect=sqlite.dialect()).construct_expanded_state(
+            placeholders, escape_names=False
+        )
+        assert state.positiontup is not None
+        compiled[name] = (state.statement, tuple(state.positiontup), dict(state.parameters))
+    return compiled
+
+
+_SQLITE_QUERIES = _sqlite_queries()
 _INSERT_EXECUTION = t.executions.insert()
 _INSERT_EXECUTION_KEY = t.execution_keys.insert()
 # Tables whose rows a gate transaction queues and writes in one statement per batch.
@@ -117,11 +143,16 @@ class GateView:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._sqlite = connection.dialect.name == "sqlite"
+        # SQLite: the gate's reads and queued writes go straight to the driver's
+        # connection (same transaction); PostgreSQL goes through SQLAlchemy.
+        self._raw: Any = connection.connection.driver_connection if self._sqlite else None
         self._flags: dict[str, Any] = {}
         # Answers are remembered for the transaction until an execution is admitted:
         # a notification's alerts mostly ask the same questions (same playbook, same
         # hour), and only an admission changes the answers.
         self._answers: dict[tuple[Any, ...], Any] = {}
+        # The pipeline's verdicts for identical requests, valid as long as the answers.
+        self.verdicts: dict[tuple[Any, ...], Any] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._ids: dict[str, list[int]] = {}
         self._next_id: dict[str, int] = {}
@@ -144,10 +175,13 @@ class GateView:
         if self._sqlite:
             # BEGIN IMMEDIATE holds the only write lock: nobody else takes ids meanwhile.
             if name not in self._next_id:
-                latest = self._connection.exec_driver_sql(
-                    f"SELECT COALESCE(MAX(id), 0) FROM {name}"  # noqa: S608 - a fixed name
-                ).scalar()
-                self._next_id[name] = int(latest or 0) + 1
+                try:
+                    (latest,) = self._raw.execute(
+                        f"SELECT COALESCE(MAX(id), 0) FROM {name}"  # noqa: S608 - a fixed name
+                    ).fetchone()
+                except sqlite3.Error as error:
+                    raise _driver_error(error, "numbering new rows") from error
+                self._next_id[name] = int(latest) + 1
             row_id = self._next_id[name]
             self._next_id[name] = row_id + 1
             return row_id
@@ -174,8 +208,8 @@ class GateView:
             if not rows:
                 continue
             table = t.metadata.tables[name]
-            if self._sqlite:
-                _insert_sqlite(self._connection, table, rows)
+            if self._raw is not None:
+                _insert_sqlite(self._raw, table, rows)
             else:
                 for group in _by_columns(rows):
                     self._connection.execute(table.insert(), group)
@@ -183,11 +217,23 @@ class GateView:
     def admitted(self) -> None:
         """An execution was inserted in this transaction: forget remembered answers."""
         self._answers.clear()
+        self.verdicts.clear()
+
+    def _rows(self, name: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        if self._raw is None:
+            return [tuple(row) for row in self._connection.execute(_QUERIES[name], parameters)]
+        sql, order, fixed = _SQLITE_QUERIES[name]
+        values = [parameters[key] if key in parameters else fixed[key] for key in order]
+        try:
+            return list(self._raw.execute(sql, values).fetchall())
+        except sqlite3.Error as error:
+            raise _driver_error(error, "reading for the gate") from error
 
     def _scalar(self, name: str, **parameters: Any) -> Any:
         key = (name, *sorted(parameters.items()))
         if key not in self._answers:
-            self._answers[key] = self._connection.execute(_QUERIES[name], parameters).scalar()
+            rows = self._rows(name, parameters)
+            self._answers[key] = rows[0][0] if rows else None
         return self._answers[key]
 
     def count_admitted(
@@ -214,9 +260,7 @@ class GateView:
         """Newest first: the finished attempts that count for the circuit breaker."""
         key = ("outcomes", playbook, limit)
         if key not in self._answers:
-            rows = self._connection.execute(
-                _QUERIES["outcomes"], {"playbook": playbook, "limit": limit}
-            )
+            rows = self._rows("outcomes", {"playbook": playbook, "limit": limit})
             self._answers[key] = [Outcome(*row) for row in rows]
         return list(self._answers[key])
 
@@ -226,8 +270,11 @@ class GateView:
     def flag(self, name: str) -> Any:
         """A named flag; read once per transaction (the pause flag is checked per alert)."""
         if name not in self._flags:
-            row = self._connection.execute(_QUERIES["flag"], {"name": name}).first()
-            self._flags[name] = row[0] if row else None
+            rows = self._rows("flag", {"name": name})
+            value = rows[0][0] if rows else None
+            if self._raw is not None and isinstance(value, str):
+                value = json.loads(value)  # the driver hands the JSON column back as text
+            self._flags[name] = value
         return self._flags[name]
 
 
@@ -287,13 +334,18 @@ class Store:
         try:
             with self._write_lock, self.engine.connect() as connection:
                 if self.is_sqlite:
+                    raw = connection.connection.driver_connection
+                    assert raw is not None
+                    # BEGIN through SQLAlchemy, so it knows a transaction is open (alembic
+                    # then leaves the commit to us); COMMIT straight on the driver.
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
                     try:
                         yield connection
                     except BaseException:
-                        connection.exec_driver_sql("ROLLBACK")
+                        if raw.in_transaction:
+                            raw.execute("ROLLBACK")
                         raise
-                    connection.exec_driver_sql("COMMIT")
+                    raw.execute("COMMIT")
                 else:
                     with connection.begin():
                         connection.execute(
@@ -302,6 +354,8 @@ class Store:
                         yield connection
         except SQLAlchemyError as error:
             raise _store_error(error, "writing") from error
+        except sqlite3.Error as error:
+            raise _driver_error(error, "writing") from error
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -783,7 +837,7 @@ def _sqlite_insert(table: sa.Table) -> tuple[str, list[tuple[str, Any, bool]]]:
 _SQLITE_INSERTS = {name: _sqlite_insert(t.metadata.tables[name]) for name in _QUEUED}
 
 
-def _insert_sqlite(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def _insert_sqlite(raw: sqlite3.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Rows as SQLAlchemy would write them (JSON text, column defaults), in one executemany
     on the driver's own connection: the same transaction, a fraction of the cost."""
     sql, columns = _SQLITE_INSERTS[table.name]
@@ -799,7 +853,10 @@ def _insert_sqlite(connection: Connection, table: sa.Table, rows: list[dict[str,
             else:
                 record.append(_dumps(default) if is_json and default is not None else default)
         values.append(tuple(record))
-    connection.exec_driver_sql(sql, values)
+    try:
+        raw.executemany(sql, values)
+    except sqlite3.Error as error:
+        raise _driver_error(error, f"writing {table.name}") from error
 
 
 def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -812,6 +869,16 @@ def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def _driver_error(error: sqlite3.Error, doing: str) -> StoreError:
+    """A StoreError from an error of the sqlite3 driver itself (the raw fast paths)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    if isinstance(error, sqlite3.OperationalError) and "locked" in text:
+        return StoreError(f"the store is locked by another process while {doing}: {text}")
+    if isinstance(error, sqlite3.IntegrityError):
+        return StoreError(f"the store refused a write while {doing}: {text}")
+    return StoreError(f"the store failed while {doing}: {text}")
 
 
 def _store_error(error: SQLAlchemyError, doing: str) -> StoreError:
