@@ -102,3 +102,64 @@ def test_an_unreachable_postgresql_is_a_clear_error() -> None:
         Store.open("postgresql://postgres@127.0.0.1:9/nothing", busy_timeout=1)
     assert "the store failed" in raised.value.message
     assert "127.0.0.1" in raised.value.message or "connect" in raised.value.message.lower()
+
+
+def test_queued_rows_are_stored_as_sqlalchemy_stores_them(store: Store) -> None:
+    """Requests and decisions queued by the gate (one executemany per batch, on the
+    driver's connection for SQLite) read back exactly like rows SQLAlchemy inserted."""
+    base = {
+        "created_at": 1.5,
+        "source": "webhook",
+        "playbook": "disk-cleanup",
+        "alertname": "DiskFull",
+        "labels": {"instance": "a", "é": "ü"},
+        "annotations": None,  # present and None: JSON null, as SQLAlchemy writes it
+        "confidence": 95.0,
+        "forced": False,
+        "dry_run": True,
+    }
+    with store.gate_transaction() as view:
+        queued = [
+            Store.insert_request(view, {**base, "parameters": {"mount": "/"}}),
+            Store.insert_request(view, base),  # no parameters: the column default, {}
+        ]
+        direct = [
+            view.connection.execute(
+                t.requests.insert(), {**base, "parameters": {"mount": "/"}}
+            ).inserted_primary_key[0],
+            view.connection.execute(t.requests.insert(), base).inserted_primary_key[0],
+        ]
+        decision = Store.insert_decision(
+            view,
+            {
+                "request_id": queued[0],
+                "created_at": 1.5,
+                "source": "webhook",
+                "action": "block",
+                "reason": "r",
+                "confidence": 95.0,
+                "forced": False,
+            },
+        )
+    assert len({*queued, *direct}) == 4
+    columns = [c for c in t.requests.c if c.name != "id"]
+    with store.engine.connect() as connection:
+        rows = {
+            row.id: tuple(getattr(row, c.name) for c in columns)
+            for row in connection.execute(sa.select(t.requests))
+        }
+        raw = {
+            row[0]: row[1:]
+            for row in connection.exec_driver_sql(
+                f"SELECT id, {', '.join(c.name for c in columns)} FROM requests"
+            )
+        }
+        stored = connection.execute(
+            sa.select(t.decisions.c.request_id, t.decisions.c.reason).where(
+                t.decisions.c.id == decision
+            )
+        ).one()
+    assert rows[queued[0]] == rows[direct[0]] and rows[queued[1]] == rows[direct[1]]
+    assert raw[queued[0]] == raw[direct[0]] and raw[queued[1]] == raw[direct[1]]
+    assert rows[queued[1]][columns.index(t.requests.c.parameters)] == {}
+    assert tuple(stored) == (queued[0], "r")

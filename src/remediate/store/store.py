@@ -12,6 +12,7 @@ see each other's admissions, and a limit is never overrun by a race.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -822,41 +823,39 @@ def _create_engine(url: str, *, busy_timeout: float) -> Engine:
     )
 
 
-def _sqlite_insert(table: sa.Table) -> tuple[str, list[tuple[str, Any, bool]]]:
-    """The INSERT for every column of `table`, and per column: name, default, is JSON."""
-    columns: list[tuple[str, Any, bool]] = []
+@functools.lru_cache(maxsize=32)
+def _sqlite_insert(name: str, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """For rows of table `name` with `keys`: the INSERT (named parameters), which keys hold
+    JSON, and the values SQLAlchemy's column defaults would give the columns left out."""
+    table = t.metadata.tables[name]
+    json_keys = tuple(key for key in keys if isinstance(table.c[key].type, sa.JSON))
+    fill: dict[str, Any] = {}
     for column in table.columns:
+        default = column.default
+        if column.name in keys or default is None:
+            continue
         # A callable default is SQLAlchemy's wrapper, called with the execution context.
-        value = getattr(column.default, "arg", None)
-        columns.append((column.name, value, isinstance(column.type, sa.JSON)))
-    names = ", ".join(name for name, _, _ in columns)
-    marks = ", ".join("?" for _ in columns)
-    return f"INSERT INTO {table.name} ({names}) VALUES ({marks})", columns  # noqa: S608
-
-
-_SQLITE_INSERTS = {name: _sqlite_insert(t.metadata.tables[name]) for name in _QUEUED}
+        value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+        fill[column.name] = _dumps(value) if isinstance(column.type, sa.JSON) else value
+    names = (*keys, *fill)
+    columns = ", ".join(names)
+    marks = ", ".join(f":{key}" for key in names)
+    return f"INSERT INTO {name} ({columns}) VALUES ({marks})", json_keys, fill  # noqa: S608
 
 
 def _insert_sqlite(raw: sqlite3.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Rows as SQLAlchemy would write them (JSON text, column defaults), in one executemany
-    on the driver's own connection: the same transaction, a fraction of the cost."""
-    sql, columns = _SQLITE_INSERTS[table.name]
-    values = []
-    for row in rows:
-        record = []
-        for name, default, is_json in columns:
-            if name in row:
-                value = row[name]
-                record.append(_dumps(value) if is_json else value)
-            elif callable(default):
-                record.append(_dumps(default(None)) if is_json else default(None))
-            else:
-                record.append(_dumps(default) if is_json and default is not None else default)
-        values.append(tuple(record))
-    try:
-        raw.executemany(sql, values)
-    except sqlite3.Error as error:
-        raise _driver_error(error, f"writing {table.name}") from error
+    """Rows as SQLAlchemy would write them (JSON as text, column defaults for what is left
+    out), one executemany per shape on the driver's connection: the same transaction."""
+    for group in _by_columns(rows):
+        sql, json_keys, fill = _sqlite_insert(table.name, tuple(group[0]))
+        if json_keys or fill:
+            group = [
+                {**row, **fill, **{key: _dumps(row[key]) for key in json_keys}} for row in group
+            ]
+        try:
+            raw.executemany(sql, group)
+        except sqlite3.Error as error:
+            raise _driver_error(error, f"writing {table.name}") from error
 
 
 def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
