@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._parent_made = False
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
         # Lines written but not yet fsynced (appends with sync=False).
         self.unsynced = False
 
@@ -31,39 +33,71 @@ class AuditLog:
     def append_many(self, entries: list[dict[str, Any]], *, sync: bool = True) -> None:
         """Append lines with one write and, with `sync`, one fsync.
 
-        The file is opened for each append, so a log rotated by moving it away is
-        picked up at once. Without `sync` the lines are in the page cache (a killed
-        process loses nothing) and reach the disk at the next `sync()`.
+        The file stays open between appends; a log rotated by moving or deleting it is
+        noticed at the next append (its device and inode changed) and reopened. Without
+        `sync` the lines are in the page cache (a killed process loses nothing) and
+        reach the disk at the next `sync()`.
         """
         line = "".join(
             json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":")) + "\n"
             for entry in entries
-        )
+        ).encode()
         with self._lock:
-            if not self._parent_made:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._parent_made = True
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = self._open()
             try:
-                os.write(fd, line.encode())
+                os.write(fd, line)
                 if sync:
                     os.fsync(fd)
                 else:
                     self.unsynced = True
-            finally:
-                os.close(fd)
+            except OSError:
+                self._close()  # a fresh start next time (the disk may have been full)
+                raise
 
     def sync(self) -> None:
         """fsync lines appended without `sync`, if there are any."""
         with self._lock:
-            if not self.unsynced:
+            if not self.unsynced or self._fd is None:
                 return
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                os.fsync(self._fd)
+            except OSError:
+                self._close()
+                raise
             self.unsynced = False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None and self.unsynced:
+                os.fsync(self._fd)
+                self.unsynced = False
+            self._close()
+
+    def _open(self) -> int:
+        try:
+            now = self.path.stat()
+            current: tuple[int, int] | None = (now.st_dev, now.st_ino)
+        except FileNotFoundError:
+            current = None
+        if self._fd is not None and current == self._identity:
+            return self._fd
+        if self._fd is not None and self.unsynced:
+            os.fsync(self._fd)  # what went to the rotated file stays durable
+            self.unsynced = False
+        self._close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        stat = os.fstat(fd)
+        self._fd, self._identity = fd, (stat.st_dev, stat.st_ino)
+        # Closed with the log, whoever forgets to call close() (a pipeline in a test).
+        self._finalizer = weakref.finalize(self, os.close, fd)
+        return fd
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            self._finalizer.detach()
+            fd, self._fd, self._identity = self._fd, None, None
+            os.close(fd)
 
 
 def entry(

@@ -31,8 +31,10 @@ from remediate.pipeline.request import Decision, Note, Request
 log = logging.getLogger("remediate.writer")
 
 MAX_BATCH_ITEMS = 2000
-# Audit lines are fsynced when the writer is idle, and at least this often under load.
+# Audit lines are fsynced once the writer has had nothing to do for IDLE_SYNC_SECONDS,
+# and at least every AUDIT_SYNC_SECONDS under load.
 AUDIT_SYNC_SECONDS = 1.0
+IDLE_SYNC_SECONDS = 0.05
 
 
 @dataclass
@@ -91,20 +93,24 @@ class DecisionWriter:
             return jobs
 
     def _loop(self) -> None:
+        audit = self.pipeline.audit
         last_sync = time.monotonic()
         while True:
-            jobs = self._wake.get()
+            try:
+                # Unsynced audit lines: wait only a moment for work, then fsync them.
+                jobs = self._wake.get(timeout=IDLE_SYNC_SECONDS if audit.unsynced else None)
+            except queue.Empty:
+                self._sync_audit()
+                last_sync = time.monotonic()
+                continue
             while jobs is not None:
                 self._run(jobs)
                 if time.monotonic() - last_sync >= AUDIT_SYNC_SECONDS:
                     self._sync_audit()
                     last_sync = time.monotonic()
                 jobs = self._take()
-            # Idle: a good moment to make the audit lines durable.
-            if self.pipeline.audit.unsynced:
-                self._sync_audit()
-                last_sync = time.monotonic()
             if self._stopping.is_set() and self._wake.empty():
+                self._sync_audit()
                 return
 
     def _sync_audit(self) -> None:
