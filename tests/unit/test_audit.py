@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from remediate.pipeline import audit
 from remediate.pipeline.audit import AuditLog
+
+
+@pytest.fixture(autouse=True)
+def look_for_rotation_at_every_append(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "ROTATION_CHECK_SECONDS", 0.0)
 
 
 def lines(path: Path) -> list[int]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
 
 from remediate.playbooks.base import excerpt
+
+ROTATION_CHECK_SECONDS = 1.0
 
 
 class AuditLog:
@@ -24,6 +27,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
+        self._checked_at = 0.0  # monotonic time the path was last compared with the fd
         # Lines written but not yet fsynced (appends with sync=False).
         self.unsynced = False
 
@@ -34,7 +38,7 @@ class AuditLog:
         """Append lines with one write and, with `sync`, one fsync.
 
         The file stays open between appends; a log rotated by moving or deleting it is
-        noticed at the next append (its device and inode changed) and reopened. Without
+        noticed within a second (its device and inode changed) and reopened. Without
         `sync` the lines are in the page cache (a killed process loses nothing) and
         reach the disk at the next `sync()`.
         """
@@ -74,6 +78,12 @@ class AuditLog:
             self._close()
 
     def _open(self) -> int:
+        # Rotation is looked for at most every ROTATION_CHECK_SECONDS: under an alert
+        # storm the writer appends hundreds of times a second.
+        checked = time.monotonic()
+        if self._fd is not None and checked - self._checked_at < ROTATION_CHECK_SECONDS:
+            return self._fd
+        self._checked_at = checked
         try:
             now = self.path.stat()
             current: tuple[int, int] | None = (now.st_dev, now.st_ino)

@@ -129,6 +129,11 @@ _INSERT_EXECUTION_KEY = t.execution_keys.insert()
 # Tables whose rows a gate transaction queues and writes in one statement per batch.
 _QUEUED = ("requests", "decisions")
 _ID_BLOCK = 64
+# The newest id of each queued table, in _QUEUED's order.
+_SQLITE_LATEST_IDS = (
+    "SELECT (SELECT COALESCE(MAX(id), 0) FROM requests),"
+    " (SELECT COALESCE(MAX(id), 0) FROM decisions)"
+)
 
 
 class GateView:
@@ -175,14 +180,15 @@ class GateView:
     def _allocate(self, name: str) -> int:
         if self._sqlite:
             # BEGIN IMMEDIATE holds the only write lock: nobody else takes ids meanwhile.
-            if name not in self._next_id:
+            if not self._next_id:
+                # Both queued tables at once: one statement, one trip through the driver.
                 try:
-                    (latest,) = self._raw.execute(
-                        f"SELECT COALESCE(MAX(id), 0) FROM {name}"  # noqa: S608 - a fixed name
-                    ).fetchone()
+                    latest = self._raw.execute(_SQLITE_LATEST_IDS).fetchone()
                 except sqlite3.Error as error:
                     raise _driver_error(error, "numbering new rows") from error
-                self._next_id[name] = int(latest) + 1
+                self._next_id = {
+                    table: int(last) + 1 for table, last in zip(_QUEUED, latest, strict=True)
+                }
             row_id = self._next_id[name]
             self._next_id[name] = row_id + 1
             return row_id
