@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,8 +55,15 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 
 def podman(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run podman for a test's own setup (the code under test goes through its runner)."""
+    # conmon writes a file named `oom` into its working directory when the kernel
+    # OOM-kills a container: keep that out of the checkout.
     completed = subprocess.run(
-        ["podman", *argv], capture_output=True, text=True, timeout=timeout, check=False
+        ["podman", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=tempfile.gettempdir(),
     )
     if check and completed.returncode != 0:
         pytest.fail(f"podman {' '.join(argv)} exited {completed.returncode}: {completed.stderr}")
