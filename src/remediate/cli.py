@@ -7,8 +7,12 @@ so `remediate --help` stays fast.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -735,10 +739,16 @@ def config_schema() -> None:
     _print_json(settings_schema())
 
 
-# --- sub-apps living beside their subject (imported last: they use the helpers above) ---
+# --- sub-apps living beside their subject ------------------------------------------------
 
 
-def _add_sub_apps() -> None:
+@functools.cache
+def full_app() -> typer.Typer:
+    """The whole app: `app` and the sub-apps that live beside their subject.
+
+    They are added on first use rather than at import (they import the helpers above),
+    so `remediate serve` never loads them.
+    """
     from remediate.analytics.cli import report_app
     from remediate.autonomous.cli import register as register_autonomous
     from remediate.chains.cli import chain_app
@@ -746,9 +756,76 @@ def _add_sub_apps() -> None:
     app.add_typer(chain_app, name="chain")
     app.add_typer(report_app, name="report")
     register_autonomous(app)
+    return app
 
 
-_add_sub_apps()
+# --- `serve` without building the whole CLI ---------------------------------------------
+
+# The options a plain `remediate [-c FILE] serve [...]` can carry: the root callback's and
+# `serve`'s, each mapped to its parameter. A test holds these tables to the Typer command.
+ROOT_OPTIONS = {"--config": "config", "-c": "config"}
+SERVE_OPTIONS = {"--bind": "bind", "--port": "port", "--token-file": "token_file"}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    config: Path | None = None
+    bind: str | None = None
+    port: int | None = None
+    token_file: Path | None = None
+
+
+def parse_serve(args: Sequence[str]) -> ServeOptions | None:
+    """The options of a plain `serve` command line, or None to leave it to Typer.
+
+    Building the Typer command for the whole CLI costs tens of milliseconds that the
+    server's start-up budget cannot spare, so the common forms are read here: `--opt VALUE`,
+    `--opt=VALUE` and `-c VALUE`, each option at most once, a value not starting with "-"
+    and a port of digits. Anything else (`--help`, a mistake, a repeated option, an unusual
+    form) returns None and Typer parses it as before, with the same help and the same errors.
+    """
+    values: dict[str, str] = {}
+    options = ROOT_OPTIONS
+    serving = False
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        position += 1
+        if arg == "serve" and not serving:
+            options, serving = SERVE_OPTIONS, True
+            continue
+        name, equals, value = arg.partition("=")
+        if not (equals and name.startswith("--")):
+            if position == len(args):
+                return None
+            name, value = arg, args[position]
+            position += 1
+        dest = options.get(name)
+        if dest is None or dest in values or not value or value.startswith("-"):
+            return None
+        values[dest] = value
+    port = values.get("port")
+    if not serving or (port is not None and not (port.isascii() and port.isdigit())):
+        return None
+    return ServeOptions(
+        config=Path(values["config"]) if "config" in values else None,
+        bind=values.get("bind"),
+        port=int(port) if port is not None else None,
+        token_file=Path(values["token_file"]) if "token_file" in values else None,
+    )
+
+
+def _serve_parsed(options: ServeOptions) -> None:
+    """What Typer would run for these options: the root callback, then `serve`."""
+    # The collector stays off while the server's long-lived objects are being created,
+    # from the config models on (see server.serve, which freezes them and turns it back
+    # on before serving).
+    gc.disable()
+    try:
+        _root(config=options.config)
+        serve(bind=options.bind, port=options.port, token_file=options.token_file)
+    finally:
+        gc.enable()
 
 
 # --- entry point ------------------------------------------------------------------------
@@ -760,20 +837,35 @@ def main(argv: list[str] | None = None) -> int:
 
     from remediate.errors import RemediateError
 
-    command = typer.main.get_command(app)
+    # Older Typer parses with click, newer releases with a copy of click of their own
+    # (typer._click, whose exceptions derive from typer.TyperException): catch either.
+    usage_errors: tuple[type[Exception], ...] = (click.ClickException,)
+    if hasattr(typer, "TyperException"):
+        usage_errors += (typer.TyperException,)
+    args = sys.argv[1:] if argv is None else argv
+    options = parse_serve(args)
+    result: Any = None
     try:
-        result = command.main(args=argv, prog_name="remediate", standalone_mode=False)
+        if options is None:
+            command = typer.main.get_command(full_app())
+            result = command.main(args=args, prog_name="remediate", standalone_mode=False)
+        else:
+            try:
+                _serve_parsed(options)
+            except (EOFError, KeyboardInterrupt) as interrupted:  # as click does for a command
+                click.echo(file=sys.stderr)
+                raise typer.Abort from interrupted
     except RemediateError as error:
         from rich.markup import escape
 
         _console(stderr=True).print(f"[red]error:[/] {escape(error.message)}", soft_wrap=True)
         return error.exit_code
-    except click.exceptions.Exit as done:
+    except (click.exceptions.Exit, typer.Exit) as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
+    except usage_errors as error:
+        error.show()  # type: ignore[attr-defined]  # both kinds show themselves
         return 2
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         _console(stderr=True).print("aborted")
         return 130
     return int(result) if isinstance(result, int) else 0

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-
 from remediate.clock import Clock, SystemClock
 from remediate.config.models import Settings
 from remediate.pipeline.pipeline import Pipeline
@@ -17,6 +15,8 @@ from remediate.store import Store
 from remediate.system.notify import Notifier
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from remediate.chains.executor import ChainRunner
 
 log = logging.getLogger("remediate")

@@ -318,15 +318,13 @@ class Store:
         """Bring the schema to the newest version; cheap when it already is."""
         if self.schema_version() == SCHEMA_HEAD:
             return
-        from alembic import command
-        from alembic.config import Config
+        from remediate.store.schema import upgrade
 
-        config = Config()
-        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         try:
+            # An empty database gets the tables at once (no alembic); an older schema
+            # goes through the migrations.
             with self._write() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                upgrade(connection, head=SCHEMA_HEAD)
         except SQLAlchemyError as error:
             raise _store_error(error, "migrating the schema") from error
 

@@ -1,0 +1,67 @@
+"""Bringing a database to the newest schema: an empty one in one step, an older one by migrating.
+
+An empty database gets its tables straight from the metadata (`metadata.create_all`) and
+the `alembic_version` row alembic would have written at the end, so the next migration
+continues from there. On SQLite that takes about 10 ms and 1 MB, where importing alembic
+and running every migration takes about 100 ms and 14 MB that `remediate serve` would
+keep for its whole life. A database that holds any table or view (an older schema, or
+someone else's tables) still goes through alembic, one migration after the other.
+tests/unit/test_schema.py proves that both ways end in the same schema, on SQLite and on
+PostgreSQL.
+
+Both run on the caller's connection inside its write transaction (the store serializes
+writers), so two processes starting on one empty database create the schema once.
+
+    with store._write() as connection:     # in Store.migrate
+        upgrade(connection, head=SCHEMA_HEAD)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from remediate.store.tables import metadata
+
+VERSION_TABLE = "alembic_version"
+
+
+def upgrade(connection: Connection, *, head: str) -> None:
+    """The newest schema: created at once on an empty database, else migrated by alembic."""
+    if not create_if_empty(connection, head=head):
+        migrate(connection)
+
+
+def create_if_empty(connection: Connection, *, head: str) -> bool:
+    """On a database without tables or views, create the schema at `head`; False otherwise."""
+    inspector = sa.inspect(connection)
+    if inspector.get_table_names() or inspector.get_view_names():
+        return False
+    metadata.create_all(connection, checkfirst=False)
+    version = version_table()
+    version.create(connection)
+    connection.execute(version.insert().values(version_num=head))
+    return True
+
+
+def migrate(connection: Connection, *, to: str = "head") -> None:
+    """Run the migrations through alembic up to `to` (a revision, or "head")."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, to)
+
+
+def version_table() -> sa.Table:
+    """`alembic_version` exactly as alembic creates it (a named primary key included)."""
+    return sa.Table(
+        VERSION_TABLE,
+        sa.MetaData(),
+        sa.Column("version_num", sa.String(32), nullable=False),
+        sa.PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+    )

@@ -1,0 +1,197 @@
+"""An empty database gets the newest schema in one step from the table metadata
+(store/schema.py); an older one migrates through alembic. Both ways must end in the same
+schema, compared with SQLAlchemy's inspector on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from remediate.store import Store, schema
+from remediate.store import tables as t
+from remediate.store.store import SCHEMA_HEAD
+from tests.helpers import POSTGRES_ADMIN_URL, unavailable
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def empty_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+    """Three empty databases of one kind."""
+    if request.param == "sqlite":
+        yield [f"sqlite:///{tmp_path / f'db{n}' / 'remediate.db'}" for n in range(3)]
+        return
+    admin_url = POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = sa.create_engine(
+        admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    names = [f"remediate_schema_{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} unreachable: {error.orig}")
+    try:
+        yield [POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name for name in names]
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def on(url: str, *steps: Any) -> None:
+    """Run each step on one connection of an unmigrated store, in one transaction."""
+    store = Store.open(url, migrate=False)
+    try:
+        with store.engine.begin() as connection:
+            for step in steps:
+                step(connection)
+    finally:
+        store.close()
+
+
+def described(url: str) -> dict[str, Any]:
+    """Everything the inspector sees of every table, and the stamped version."""
+    store = Store.open(url, migrate=False)
+    try:
+        with store.engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            tables = {
+                name: {
+                    "columns": [
+                        {**column, "type": str(column["type"])}
+                        for column in inspector.get_columns(name)
+                    ],
+                    "primary_key": inspector.get_pk_constraint(name),
+                    "foreign_keys": sorted(
+                        inspector.get_foreign_keys(name), key=lambda fk: fk["constrained_columns"]
+                    ),
+                    "indexes": sorted(
+                        (
+                            # A partial index's predicate comes back as a clause: keep its SQL.
+                            {**index, "dialect_options": _text(index.get("dialect_options", {}))}
+                            for index in inspector.get_indexes(name)
+                        ),
+                        key=lambda index: index["name"],
+                    ),
+                    "unique": inspector.get_unique_constraints(name),
+                    "checks": inspector.get_check_constraints(name),
+                }
+                for name in inspector.get_table_names()
+            }
+            views = inspector.get_view_names()
+            version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    finally:
+        store.close()
+    return {"tables": tables, "views": views, "version": version}
+
+
+def _text(options: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in options.items()}
+
+
+def by_name(description: dict[str, Any]) -> dict[str, Any]:
+    """The description with each table's columns keyed by name (their order set aside)."""
+    return {
+        **description,
+        "tables": {
+            name: {**table, "columns": {column["name"]: column for column in table["columns"]}}
+            for name, table in description["tables"].items()
+        },
+    }
+
+
+def created(connection: sa.Connection) -> None:
+    assert schema.create_if_empty(connection, head=SCHEMA_HEAD)
+
+
+def test_a_fresh_schema_is_the_migrated_schema(empty_urls: list[str]) -> None:
+    migrated_url, fresh_url, _ = empty_urls
+    on(migrated_url, schema.migrate)
+    on(fresh_url, created)
+    migrated, fresh = described(migrated_url), described(fresh_url)
+    assert set(fresh["tables"]) == {table.name for table in t.metadata.sorted_tables} | {
+        schema.VERSION_TABLE
+    }
+    assert fresh["version"] == migrated["version"] == [(SCHEMA_HEAD,)]
+    assert by_name(fresh) == by_name(migrated)
+
+
+def test_the_fresh_columns_are_in_the_migrated_order_but_one(empty_urls: list[str]) -> None:
+    """Migration 0002 appended requests.alert_ends_at, tables.py declares it beside
+    alert_starts_at; no query depends on the order of columns (inserts name them)."""
+    migrated_url, fresh_url, _ = empty_urls
+    on(migrated_url, schema.migrate)
+    on(fresh_url, created)
+    order = {
+        url: {
+            name: [column["name"] for column in table["columns"]]
+            for name, table in described(url)["tables"].items()
+        }
+        for url in (migrated_url, fresh_url)
+    }
+    moved = {"alert_ends_at"}
+    for name, columns in order[fresh_url].items():
+        migrated_columns = order[migrated_url][name]
+        if name == "requests":
+            assert [c for c in columns if c not in moved] == [
+                c for c in migrated_columns if c not in moved
+            ]
+        else:
+            assert columns == migrated_columns, name
+
+
+def test_an_older_schema_migrates_through_alembic_to_the_same_schema(
+    empty_urls: list[str],
+) -> None:
+    older_url, fresh_url, _ = empty_urls
+    on(older_url, lambda connection: schema.migrate(connection, to="0003"))
+    on(older_url, lambda connection: schema.upgrade(connection, head=SCHEMA_HEAD))
+    on(fresh_url, lambda connection: schema.upgrade(connection, head=SCHEMA_HEAD))
+    assert by_name(described(older_url)) == by_name(described(fresh_url))
+
+
+def test_alembic_continues_from_a_fresh_schema(empty_urls: list[str]) -> None:
+    fresh_url, _, _ = empty_urls
+    on(fresh_url, created)
+    before = described(fresh_url)
+    on(fresh_url, schema.migrate)  # nothing to do at head: no error, no change
+    assert described(fresh_url) == before
+
+
+def test_a_database_with_other_tables_is_left_to_alembic(empty_urls: list[str]) -> None:
+    url, _, _ = empty_urls
+    created_there: list[bool] = []
+    on(url, lambda connection: connection.execute(sa.text("CREATE TABLE notes (id INTEGER)")))
+    on(url, lambda connection: created_there.append(schema.create_if_empty(connection, head="x")))
+    assert created_there == [False]
+    store = Store.open(url, migrate=False)
+    try:
+        with store.engine.connect() as connection:
+            assert sa.inspect(connection).get_table_names() == ["notes"]
+    finally:
+        store.close()
+
+
+def test_a_fresh_sqlite_store_is_created_without_importing_alembic(tmp_path: Path) -> None:
+    """`remediate serve` on a new machine: the schema comes from the metadata, and alembic
+    (about 14 MB for the life of the process) is never imported."""
+    code = (
+        "import sys\n"
+        "from remediate.store import Store\n"
+        f"store = Store.open('sqlite:///{tmp_path}/fresh.db')\n"
+        "from remediate.store.store import SCHEMA_HEAD\n"
+        "assert store.schema_version() == SCHEMA_HEAD, store.schema_version()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"
