@@ -1,5 +1,5 @@
 """`python -m remediate`: the same CLI as the `remediate` command."""
 
-from remediate.cli import entry
+from remediate.entry import entry
 
 entry()

@@ -8,19 +8,28 @@ so `remediate --help` stays fast.
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from remediate.entry import ROOT_OPTIONS, SERVE_OPTIONS, ServeOptions, parse_serve
+
 if TYPE_CHECKING:
     from remediate.runtime import Runtime
+
+__all__ = [
+    "ROOT_OPTIONS",
+    "SERVE_OPTIONS",
+    "ServeOptions",
+    "app",
+    "full_app",
+    "main",
+    "parse_serve",
+]
 
 app = typer.Typer(
     name="remediate",
@@ -759,75 +768,6 @@ def full_app() -> typer.Typer:
     return app
 
 
-# --- `serve` without building the whole CLI ---------------------------------------------
-
-# The options a plain `remediate [-c FILE] serve [...]` can carry: the root callback's and
-# `serve`'s, each mapped to its parameter. A test holds these tables to the Typer command.
-ROOT_OPTIONS = {"--config": "config", "-c": "config"}
-SERVE_OPTIONS = {"--bind": "bind", "--port": "port", "--token-file": "token_file"}
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    config: Path | None = None
-    bind: str | None = None
-    port: int | None = None
-    token_file: Path | None = None
-
-
-def parse_serve(args: Sequence[str]) -> ServeOptions | None:
-    """The options of a plain `serve` command line, or None to leave it to Typer.
-
-    Building the Typer command for the whole CLI costs tens of milliseconds that the
-    server's start-up budget cannot spare, so the common forms are read here: `--opt VALUE`,
-    `--opt=VALUE` and `-c VALUE`, each option at most once, a value not starting with "-"
-    and a port of digits. Anything else (`--help`, a mistake, a repeated option, an unusual
-    form) returns None and Typer parses it as before, with the same help and the same errors.
-    """
-    values: dict[str, str] = {}
-    options = ROOT_OPTIONS
-    serving = False
-    position = 0
-    while position < len(args):
-        arg = args[position]
-        position += 1
-        if arg == "serve" and not serving:
-            options, serving = SERVE_OPTIONS, True
-            continue
-        name, equals, value = arg.partition("=")
-        if not (equals and name.startswith("--")):
-            if position == len(args):
-                return None
-            name, value = arg, args[position]
-            position += 1
-        dest = options.get(name)
-        if dest is None or dest in values or not value or value.startswith("-"):
-            return None
-        values[dest] = value
-    port = values.get("port")
-    if not serving or (port is not None and not (port.isascii() and port.isdigit())):
-        return None
-    return ServeOptions(
-        config=Path(values["config"]) if "config" in values else None,
-        bind=values.get("bind"),
-        port=int(port) if port is not None else None,
-        token_file=Path(values["token_file"]) if "token_file" in values else None,
-    )
-
-
-def _serve_parsed(options: ServeOptions) -> None:
-    """What Typer would run for these options: the root callback, then `serve`."""
-    # The collector stays off while the server's long-lived objects are being created,
-    # from the config models on (see server.serve, which freezes them and turns it back
-    # on before serving).
-    gc.disable()
-    try:
-        _root(config=options.config)
-        serve(bind=options.bind, port=options.port, token_file=options.token_file)
-    finally:
-        gc.enable()
-
-
 # --- entry point ------------------------------------------------------------------------
 
 
@@ -844,17 +784,14 @@ def main(argv: list[str] | None = None) -> int:
         usage_errors += (typer.TyperException,)
     args = sys.argv[1:] if argv is None else argv
     options = parse_serve(args)
+    if options is not None:  # a plain `serve`: the same path as the executable's
+        from remediate.entry import serve as serve_parsed
+
+        return serve_parsed(options)
     result: Any = None
     try:
-        if options is None:
-            command = typer.main.get_command(full_app())
-            result = command.main(args=args, prog_name="remediate", standalone_mode=False)
-        else:
-            try:
-                _serve_parsed(options)
-            except (EOFError, KeyboardInterrupt) as interrupted:  # as click does for a command
-                click.echo(file=sys.stderr)
-                raise typer.Abort from interrupted
+        command = typer.main.get_command(full_app())
+        result = command.main(args=args, prog_name="remediate", standalone_mode=False)
     except RemediateError as error:
         from rich.markup import escape
 
@@ -872,4 +809,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    from remediate.entry import entry as light_entry
+
+    light_entry()

@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import remediate.server
-from remediate import cli
+from remediate import cli, entry
 from remediate.cli import ROOT_OPTIONS, SERVE_OPTIONS, ServeOptions, full_app, main, parse_serve
 
 
@@ -62,6 +62,7 @@ def captured_serve() -> Iterator[list[dict[str, Any]]]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli, "_settings", settings)
+        patch.setattr(entry, "_settings", lambda config: (None, config))
         patch.setattr(remediate.server, "serve", run_server)
         patch.setattr(cli._state, "config", None)
         yield calls
@@ -200,3 +201,35 @@ def test_whatever_the_fast_path_takes_typer_reads_the_same(argv: list[str]) -> N
     expected = through_typer(argv)
     assert expected is not None, f"the fast path took {argv!r}, Typer refuses it"
     assert through_fast_path(argv) == expected
+
+
+def test_the_executable_serves_without_importing_the_cli_framework(tmp_path: Path) -> None:
+    """`remediate serve` (remediate.entry) reaches the server with neither Typer, click
+    nor rich imported; `remediate --help` still goes to Typer."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "remediate.yml"
+    config.write_text(f"state: {{directory: {tmp_path / 'state'}}}\n")
+    code = (
+        "import sys\n"
+        "import remediate.server\n"
+        "called = []\n"
+        "remediate.server.serve = lambda settings, **kw: called.append(kw)\n"
+        "from remediate import entry\n"
+        f"rc = entry.main(['-c', {str(config)!r}, 'serve', '--port', '19999'])\n"
+        "print(rc, called[0]['port'], sorted(m for m in ('typer', 'click', 'rich')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "0 19999 []"
+    help_text = subprocess.run(
+        [sys.executable, "-m", "remediate", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "--token-file" in help_text
