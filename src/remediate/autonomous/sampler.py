@@ -23,6 +23,7 @@ from remediate.store import Store
 from remediate.system.process import ProcessRunner, run_process
 
 log = logging.getLogger("remediate.sampler")
+FIRST_ROUND_DELAY_SECONDS = 5.0
 
 
 @dataclass
@@ -83,6 +84,10 @@ class Sampler:
         self._thread.start()
 
     def _loop(self) -> None:
+        # The first round waits a moment: at start the server has better things to do
+        # with the CPU and the store's write lock than taking samples.
+        if self._stop.wait(min(self.interval, FIRST_ROUND_DELAY_SECONDS)):
+            return
         while True:
             try:
                 outcome = self.sample_once()
