@@ -138,3 +138,92 @@ def test_a_scheduled_fix_saves_its_baseline_minus_its_duration(store: Store) -> 
     report = roi(store, Analytics(manual_minutes={"disk-cleanup": 10}), WINDOW)
     assert report.interventions_avoided == 1
     assert report.time_saved_seconds == 600 - 120
+
+
+def alert_fixes(store: Store, fixes: list[tuple[str, float, float]]) -> list[dict[str, object]]:
+    """Successful webhook runs of service-restart answering alerts (fingerprint, start,
+    admitted), each finishing 60 s after its admission; returns the executions."""
+    runs = [("success", admitted, 60.0) for _, _, admitted in fixes]
+    requests, decisions, executions = execution_rows("service-restart", runs, source="webhook")
+    for request, execution, (fingerprint, starts, _) in zip(
+        requests, executions, fixes, strict=True
+    ):
+        request.update(alertname="ServiceDown", fingerprint=fingerprint, alert_starts_at=starts)
+        execution["alertname"] = "ServiceDown"
+    for table, rows in zip(
+        (t.requests, t.decisions, t.executions), (requests, decisions, executions), strict=True
+    ):
+        insert(store, table, rows)
+    return executions
+
+
+def test_resolution_takes_the_first_resolved_notification_of_the_alert(store: Store) -> None:
+    start = WINDOW.start
+    executions = alert_fixes(
+        store, [("a", start + 100, start + 200), ("b", start - 50, start + 10)]
+    )
+    resent = [(100, start + 900), (101, start + 500)]  # resent out of order: 500 s is first
+    insert(
+        store,
+        t.requests,
+        [
+            {
+                "id": request_id,
+                "created_at": ends,
+                "source": "webhook",
+                "playbook": "service-restart",
+                "parameters": {},
+                "alertname": "ServiceDown",
+                "fingerprint": "a",
+                "alert_starts_at": start + 100,
+                "alert_ends_at": ends,
+                "confidence": 0.0,
+            }
+            for request_id, ends in resent
+        ],
+    )
+    [item] = roi(store, Analytics(), WINDOW).playbooks
+    assert (item.alerts_fixed, item.alerts_resolved) == (2, 1)
+    to_fix = [
+        executions[0]["finished_at"] - (start + 100),
+        executions[1]["finished_at"] - start + 50,
+    ]
+    assert item.mean_seconds_to_fix == pytest.approx(sum(to_fix) / 2)
+    assert item.mean_seconds_to_resolved == pytest.approx(400.0)
+
+
+def test_a_prevention_counts_a_fix_from_the_forecast_to_just_before_the_hour(
+    store: Store,
+) -> None:
+    start = WINDOW.start
+    forecasts = [start + 1000, start + 10_000, start + 20_000]
+    # At the forecast itself; exactly an hour after it (too late); a second before it.
+    fixes = [start + 1000, start + 10_000 + PREVENTION_SECONDS, start + 20_000 - 1]
+    for table, rows in zip(
+        (t.requests, t.decisions, t.executions),
+        execution_rows(
+            "disk-cleanup", [("success", at, 30.0) for at in fixes], source="autonomous"
+        ),
+        strict=True,
+    ):
+        insert(store, table, rows)
+    insert(
+        store,
+        t.forecasts,
+        [
+            {
+                "created_at": at,
+                "resource": "disk:/",
+                "current": 0.9,
+                "trend_per_day": 0.02,
+                "horizon_at": at + 86400,
+                "predicted": 0.92,
+                "severity": "critical",
+                "confidence": 90.0,
+            }
+            for at in forecasts
+        ],
+    )
+    report = roi(store, Analytics(), WINDOW)
+    assert (report.critical_forecasts, report.incidents_prevented) == (3, 1)
+    assert report.prevented_by_resource == {"disk:/": 1}

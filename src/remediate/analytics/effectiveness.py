@@ -17,7 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from remediate.analytics.window import Window, ratio, unindexed
+from remediate.analytics.summary import Summary, Totals, summarize
+from remediate.analytics.window import Window, ratio
 from remediate.config.models import Analytics
 from remediate.store import Store
 from remediate.store import tables as t
@@ -66,57 +67,48 @@ def manual_minutes(analytics: Analytics, playbook: str) -> float:
 
 
 def effectiveness(
-    store: Store, analytics: Analytics, window: Window, *, playbook: str | None = None
+    store: Store,
+    analytics: Analytics,
+    window: Window,
+    *,
+    playbook: str | None = None,
+    summary: Summary | None = None,
 ) -> Effectiveness:
-    """Score every playbook that ran in the window (or only `playbook`)."""
-    e, i, f = t.executions, t.impacts, t.forecasts
-    # Filters that would pick an index sit inside the sums: over a month of a busy store the
-    # window is most of the table, and one pass in table order beats an index lookup per row.
-    counted = e.c.status.in_(COUNTED)
-    executions_query = (
-        sa.select(
-            unindexed(e.c.playbook),
-            sa.func.sum(sa.case((counted, 1), else_=0)),
-            sa.func.sum(sa.case((e.c.status == "success", 1), else_=0)),
-            sa.func.avg(sa.case((counted, e.c.duration_seconds))),
-        )
-        .where(window.covers(e.c.admitted_at))
-        .group_by(unindexed(e.c.playbook))
-    )
-    achievement = i.c.kind.in_(ACHIEVEMENTS)
-    impacts_query = (
-        sa.select(
-            i.c.playbook,
-            sa.func.sum(sa.case((sa.and_(achievement, i.c.value > 0), 1), else_=0)),
-            sa.func.sum(sa.case((achievement, 1), else_=0)),
-        )
-        .where(window.covers(i.c.at))
-        .group_by(i.c.playbook)
-    )
-    if playbook is not None:
-        executions_query = executions_query.where(e.c.playbook == playbook)
-        impacts_query = impacts_query.where(i.c.playbook == playbook)
+    """Score every playbook that ran in the window (or only `playbook`).
+
+    summary: the window's runs and achievement figures when the caller has read them already
+    (`monthly`); read here otherwise.
+    """
+    f = t.forecasts
     accuracy_query = sa.select(sa.func.avg(f.c.score), sa.func.count(f.c.score)).where(
         window.contains(f.c.scored_at), f.c.score.is_not(None)
     )
     with store.reading() as connection:
-        runs = {row[0]: row[1:] for row in connection.execute(executions_query) if row[1]}
-        impacts = {row[0]: row[1:] for row in connection.execute(impacts_query)}
+        if summary is None:
+            summary = summarize(connection, window, kinds=ACHIEVEMENTS, playbook=playbook)
         mean_score, scored = connection.execute(accuracy_query).one()
+    runs = summary.totals(lambda runs: runs.playbook, lambda runs: runs.status in COUNTED)
+    successes = summary.totals(lambda runs: runs.playbook, lambda runs: runs.status == "success")
+    impacts: dict[str, tuple[int, int]] = {}
+    for figures in summary.figures:
+        if figures.kind in ACHIEVEMENTS:
+            positive, count = impacts.get(figures.playbook, (0, 0))
+            impacts[figures.playbook] = (positive + figures.positive, count + figures.count)
+    names = {name for name, totals in runs.items() if totals.count}
     if playbook is not None:
-        runs.setdefault(playbook, (0, 0, None))
+        names = {playbook}
     scores = []
-    for name in sorted(runs):
-        count, successes, mean_duration = runs[name]
-        positive, reported = impacts.get(name, (0, 0))
+    for name in sorted(names):
+        totals = runs.get(name, Totals())
+        achieved = impacts.get(name)
         accuracy = float(mean_score) if name == FORECASTING_PLAYBOOK and scored else None
         scores.append(
             _score(
                 name,
-                int(count),
-                int(successes or 0),
-                float(mean_duration) if mean_duration is not None else None,
-                (int(positive), int(reported)) if reported else None,
+                totals.count,
+                successes.get(name, Totals()).count,
+                totals.mean_duration,
+                achieved if achieved and achieved[1] else None,
                 accuracy,
                 manual_minutes(analytics, name),
                 analytics.min_executions,

@@ -14,16 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from remediate.analytics.effectiveness import COUNTED, Effectiveness, effectiveness
+from remediate.analytics.effectiveness import ACHIEVEMENTS, COUNTED, Effectiveness, effectiveness
 from remediate.analytics.recommendations import Recommendations, recommendations
-from remediate.analytics.roi import Return, roi
+from remediate.analytics.roi import Return, resolved, roi
+from remediate.analytics.summary import Summary, Totals, alongside, summarize
 from remediate.analytics.trends import Trends, trends
-from remediate.analytics.window import DAY, Window, bucket, percent
+from remediate.analytics.window import DAY, Window, percent
 from remediate.config.models import Settings
 from remediate.store import Store
-from remediate.store import tables as t
 
 TEMPLATES = Path(__file__).parent / "templates"
 # What a prevented or avoided incident is called, per playbook, in the seed's words.
@@ -95,11 +93,22 @@ def minutes(seconds: float | None) -> str:
 
 
 def monthly(store: Store, settings: Settings, window: Window) -> Monthly:
-    scores = effectiveness(store, settings.analytics, window)
-    returns = roi(store, settings.analytics, window)
+    analytics = settings.analytics
+    # ROI's resolution times (a join over every alert of the month, the longest read) on a
+    # connection of their own, alongside one read of the runs and figures, per day, for all
+    # four reports and the charts.
+    with alongside(store, lambda: resolved(store, window)) as resolutions:
+        with store.reading() as connection:
+            shared = summarize(
+                connection, window, width=DAY, analytics=analytics, kinds=ACHIEVEMENTS
+            )
+        scores = effectiveness(store, analytics, window, summary=shared)
+        changes = trends(store, window, summary=shared)
+        advice = recommendations(store, settings, window, summary=shared)
+        returns = roi(store, analytics, window, summary=shared, resolutions=resolutions())
     executions = sum(score.executions for score in scores.scores)
     successes = sum(score.successes for score in scores.scores)
-    daily, reclaimed, restarted = _daily(store, window)
+    daily, reclaimed, restarted = _daily(shared)
     summary = {
         "executions": executions,
         "success_rate": successes / executions if executions else None,
@@ -134,9 +143,9 @@ def monthly(store: Store, settings: Settings, window: Window) -> Monthly:
         top_performers=top,
         prevented=tuple(prevented),
         effectiveness=scores,
-        trends=trends(store, window),
+        trends=changes,
         roi=returns,
-        recommendations=recommendations(store, settings, window),
+        recommendations=advice,
         daily=daily,
     )
 
@@ -148,49 +157,27 @@ def _exhaustion(resource: str) -> str:
     )
 
 
-def _daily(store: Store, window: Window) -> tuple[Daily, float, float]:
-    e, i = t.executions, t.impacts
+def _daily(summary: Summary) -> tuple[Daily, float, float]:
+    """Runs and success rate per day, bytes reclaimed per day; the bytes and restarts in all."""
+    window = summary.window
     days = max(1, round(window.days))
-    day = bucket(e.c.admitted_at, start=window.start, width=DAY).label("day")
-    counted = e.c.status.in_(COUNTED)
-    runs_query = (
-        sa.select(
-            day,
-            sa.func.sum(sa.case((counted, 1), else_=0)),
-            sa.func.sum(sa.case((e.c.status == "success", 1), else_=0)),
-        )
-        .where(window.covers(e.c.admitted_at))
-        .group_by(day)
-    )
-    impact_day = bucket(i.c.at, start=window.start, width=DAY).label("day")
-    impacts_query = (
-        sa.select(
-            impact_day,
-            sa.func.sum(sa.case((i.c.kind == "bytes_reclaimed", i.c.value), else_=0.0)),
-            sa.func.sum(sa.case((i.c.kind == "service_restarted", i.c.value), else_=0.0)),
-        )
-        .where(window.covers(i.c.at))
-        .group_by(impact_day)
-    )
-    with store.reading() as connection:
-        runs = {
-            int(index): (int(count), int(ok or 0))
-            for index, count, ok in connection.execute(runs_query)
-        }
-        impact_rows = connection.execute(impacts_query).all()
+    counted = summary.totals(lambda runs: runs.slice.day, lambda runs: runs.status in COUNTED)
+    succeeded = summary.totals(lambda runs: runs.slice.day, lambda runs: runs.status == "success")
     reclaimed = [0.0] * days
     restarted = 0.0
-    for index, reclaimed_bytes, restarts in impact_rows:
-        reclaimed[min(int(index), days - 1)] += float(reclaimed_bytes or 0.0)
-        restarted += float(restarts or 0.0)
+    for figures in summary.figures:
+        if figures.kind == "bytes_reclaimed":
+            reclaimed[min(figures.slice.day, days - 1)] += figures.total
+        elif figures.kind == "service_restarted":
+            restarted += figures.total
     labels = tuple(
         datetime.fromtimestamp(window.start + index * DAY, tz=UTC).strftime("%d")
         for index in range(days)
     )
-    counts = tuple(runs.get(index, (0, 0))[0] for index in range(days))
+    counts = tuple(counted.get(index, Totals()).count for index in range(days))
     rates = tuple(
-        runs[index][1] / runs[index][0] if runs.get(index, (0, 0))[0] else None
-        for index in range(days)
+        succeeded.get(index, Totals()).count / count if count else None
+        for index, count in enumerate(counts)
     )
     return Daily(labels, counts, rates, tuple(reclaimed)), sum(reclaimed), restarted
 

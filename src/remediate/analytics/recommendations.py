@@ -16,6 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from remediate.analytics.summary import Summary, index_keys, summarize
+from remediate.analytics.trends import REFUSED
 from remediate.analytics.window import Window, iso, unindexed
 from remediate.config.models import Settings
 from remediate.store import Store
@@ -45,11 +47,16 @@ class Recommendations:
         return {"window": self.window.as_dict(), "recommendations": [asdict(i) for i in self.items]}
 
 
-def recommendations(store: Store, settings: Settings, window: Window) -> Recommendations:
+def recommendations(
+    store: Store, settings: Settings, window: Window, *, summary: Summary | None = None
+) -> Recommendations:
+    """summary: the window's runs, when the caller has read them already (`monthly`)."""
+    if summary is not None and summary.window != window:
+        raise ValueError("recommendations need the summary of their window")
     with store.reading() as connection:
         items = [
             *_memory_limits(connection, settings, window),
-            *_too_frequent(connection, window),
+            *_too_frequent(summary or summarize(connection, window), window),
             *_circuit_breakers(connection, window),
             *_always_approved(connection, settings, window),
             *_forecast_accuracy(connection, settings, window),
@@ -61,9 +68,17 @@ def _memory_limits(
     connection: sa.Connection, settings: Settings, window: Window
 ) -> list[Recommendation]:
     i = t.impacts
+    # One range per service and playbook of the report index (migration 0007), read in
+    # service order: no pass over other kinds, no sort.
+    keys = index_keys(connection, (i.c.subject, i.c.playbook), (i.c.kind == "oom_detected",))
     rows = connection.execute(
         sa.select(i.c.subject, sa.func.sum(i.c.value), sa.func.min(i.c.at), sa.func.max(i.c.at))
-        .where(i.c.kind == "oom_detected", window.contains(i.c.at))
+        .where(
+            i.c.kind == "oom_detected",
+            i.c.subject.in_(sorted({subject for subject, _ in keys})),
+            i.c.playbook.in_(sorted({playbook for _, playbook in keys})),
+            window.contains(i.c.at),
+        )
         .group_by(i.c.subject)
         .having(sa.func.sum(i.c.value) >= OOM_KILLS)
         .order_by(sa.func.sum(i.c.value).desc(), i.c.subject)
@@ -85,16 +100,14 @@ def _memory_limits(
     return found
 
 
-def _too_frequent(connection: sa.Connection, window: Window) -> list[Recommendation]:
-    e = t.executions
+def _too_frequent(summary: Summary, window: Window) -> list[Recommendation]:
     weeks = max(window.weeks, 1.0)
-    count = sa.func.count()
-    rows = connection.execute(
-        sa.select(unindexed(e.c.playbook), count)
-        .where(window.covers(e.c.admitted_at), e.c.attempt == 1, e.c.source.in_(TRIGGERED))
-        .group_by(unindexed(e.c.playbook))
-        .having(count >= RUNS_PER_WEEK * weeks)
-    )
+    runs = summary.totals(lambda runs: runs.playbook, lambda runs: runs.source in TRIGGERED)
+    found = [
+        (name, totals.first_attempts)
+        for name, totals in runs.items()
+        if totals.first_attempts >= RUNS_PER_WEEK * weeks
+    ]
     return [
         Recommendation(
             "too-frequent",
@@ -103,7 +116,7 @@ def _too_frequent(connection: sa.Connection, window: Window) -> list[Recommendat
             f"({runs / weeks:.1f} a week): its trigger threshold looks too aggressive",
             {"runs": int(runs), "per_week": round(runs / weeks, 2)},
         )
-        for playbook, runs in sorted(rows, key=lambda row: (-row[1], row[0]))
+        for playbook, runs in sorted(found, key=lambda row: (-row[1], row[0]))
     ]
 
 
@@ -115,6 +128,7 @@ def _circuit_breakers(connection: sa.Connection, window: Window) -> list[Recomme
         )
         .where(
             window.contains(d.c.created_at),
+            REFUSED,  # answered from the index of blocks and escalations
             d.c.action == "block",
             d.c.check_name == "circuit_breaker",
         )
@@ -186,11 +200,13 @@ def _forecast_accuracy(
     mean = sa.func.avg(f.c.score)
     count = sa.func.count(f.c.score)
     rows = connection.execute(
-        sa.select(f.c.resource, mean, count)
+        # unindexed: one pass in table order and a sort, not a lookup per row through the
+        # resource index.
+        sa.select(unindexed(f.c.resource), mean, count)
         .where(window.contains(f.c.scored_at), f.c.score.is_not(None))
-        .group_by(f.c.resource)
+        .group_by(unindexed(f.c.resource))
         .having(sa.and_(mean < ACCURACY, count >= settings.analytics.min_executions))
-        .order_by(mean, f.c.resource)
+        .order_by(mean, unindexed(f.c.resource))
     )
     return [
         Recommendation(

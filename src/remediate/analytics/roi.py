@@ -1,7 +1,8 @@
 """Return on investment: incidents prevented, interventions avoided, resolution and time saved.
 
-- incidents prevented: critical forecasts in the window followed, within an hour,
-  by a successful execution from the autonomous loop (the preemptive run);
+- incidents prevented: critical forecasts in the window followed, within an hour
+  (at or after the forecast), by a successful execution from the autonomous loop
+  (the preemptive run);
 - manual interventions avoided: successful executions from an automatic
   trigger (webhook, schedule, autonomous, chain), every attempt's success once;
 - resolution time: from the alert's start to the execution's end, and to the
@@ -12,12 +13,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from remediate.analytics.effectiveness import manual_minutes
+from remediate.analytics.summary import Summary, Totals, alongside, summarize
 from remediate.analytics.window import Window, unindexed
 from remediate.config.models import Analytics
 from remediate.store import Store
@@ -25,6 +28,8 @@ from remediate.store import tables as t
 
 AUTOMATIC = ("webhook", "schedule", "autonomous", "chain")
 PREVENTION_SECONDS = 3600.0
+# (source, status) of the runs that prevent an incident: the autonomous loop's successes.
+FIXED = ("autonomous", "success")
 
 
 @dataclass(frozen=True)
@@ -65,129 +70,61 @@ class Return:
         }
 
 
-def roi(store: Store, analytics: Analytics, window: Window) -> Return:
-    e, d, r, f = t.executions, t.decisions, t.requests, t.forecasts
-    # Status and source filters sit in the sums: a month of a busy store is most of the
-    # table, and SQLite reads it faster in order than through the status index.
-    avoided = sa.and_(e.c.status == "success", e.c.source.in_(AUTOMATIC))
-    # The manual baseline per playbook, as SQL, so each row's saving is clipped at zero.
-    baseline_seconds: sa.ColumnElement[float] = (
-        sa.case(
-            {name: minutes * 60 for name, minutes in analytics.manual_minutes.items()},
-            value=e.c.playbook,
-            else_=analytics.default_manual_minutes * 60,
-        )
-        if analytics.manual_minutes
-        else sa.literal(analytics.default_manual_minutes * 60, sa.Float)
-    )
-    duration = sa.func.coalesce(e.c.duration_seconds, 0.0)
-    saving = sa.case(
-        (sa.and_(avoided, baseline_seconds > duration), baseline_seconds - duration), else_=0.0
-    )
-    saved_query = (
-        sa.select(
-            unindexed(e.c.playbook),
-            sa.func.sum(sa.case((avoided, 1), else_=0)),
-            sa.func.avg(sa.case((avoided, e.c.duration_seconds))),
-            sa.func.sum(saving),
-        )
-        .where(window.covers(e.c.admitted_at))
-        .group_by(unindexed(e.c.playbook))
-    )
-    # Alertmanager repeats an alert's startsAt in its resolved notification.
-    resolved = (
-        sa.select(
-            r.c.fingerprint,
-            r.c.alert_starts_at,
-            sa.func.min(r.c.alert_ends_at).label("ends_at"),
-        )
-        .where(
-            r.c.alert_ends_at.is_not(None),
-            r.c.fingerprint.is_not(None),
-            r.c.created_at >= window.start,
-        )
-        .group_by(r.c.fingerprint, r.c.alert_starts_at)
-        .subquery()
-    )
-    resolution_query = (
-        sa.select(
-            unindexed(e.c.playbook),
-            sa.func.count(),
-            sa.func.avg(e.c.finished_at - r.c.alert_starts_at),
-            sa.func.count(resolved.c.ends_at),
-            sa.func.avg(resolved.c.ends_at - r.c.alert_starts_at),
-        )
-        .select_from(
-            e.join(d, d.c.id == e.c.decision_id)
-            .join(r, r.c.id == d.c.request_id)
-            .outerjoin(
-                resolved,
-                sa.and_(
-                    resolved.c.fingerprint == r.c.fingerprint,
-                    resolved.c.alert_starts_at == r.c.alert_starts_at,
-                ),
-            )
-        )
-        .where(
-            window.covers(e.c.admitted_at),
-            # Only executions that answered an alert carry its name: join just those.
-            e.c.alertname.is_not(None),
-            # `|| ''` keeps the status index out: nine runs in ten succeed.
-            (e.c.status + "") == "success",
-            r.c.alert_starts_at.is_not(None),
-        )
-        .group_by(unindexed(e.c.playbook))
-    )
-    # For each critical forecast, the first successful autonomous run at or after it: one
-    # ordered pass over both (a window function), not a lookup per forecast.
-    events = sa.union_all(
-        sa.select(
-            f.c.created_at.label("at"), sa.literal(0).label("kind"), f.c.resource.label("resource")
-        ).where(window.contains(f.c.created_at), f.c.severity == "critical"),
-        sa.select(e.c.admitted_at, sa.literal(1), sa.literal("")).where(
-            e.c.admitted_at + 0 >= window.start,
-            e.c.admitted_at + 0 < window.end + PREVENTION_SECONDS,
-            e.c.source == "autonomous",
-            (e.c.status + "") == "success",
-        ),
-    ).subquery()
-    next_fix = (
-        sa.func.min(sa.case((events.c.kind == 1, events.c.at)))
-        .over(order_by=(events.c.at, events.c.kind), rows=(0, None))
-        .label("next_fix")
-    )
-    ordered = sa.select(events.c.at, events.c.kind, events.c.resource, next_fix).subquery()
-    prevented_query = (
-        sa.select(
-            ordered.c.resource,
-            sa.func.count(),
-            sa.func.sum(
-                sa.case((ordered.c.next_fix < ordered.c.at + PREVENTION_SECONDS, 1), else_=0)
-            ),
-        )
-        .where(ordered.c.kind == 0)
-        .group_by(ordered.c.resource)
-    )
-    with store.reading() as connection:
-        saved = {row[0]: row[1:] for row in connection.execute(saved_query)}
-        resolution = {row[0]: row[1:] for row in connection.execute(resolution_query)}
-        prevented_rows = connection.execute(prevented_query).all()
+@dataclass(frozen=True)
+class Resolution:
+    """A playbook's fixes of alerts in the window, and how long the alerts took to end."""
 
+    alerts_fixed: int
+    mean_seconds_to_fix: float | None
+    alerts_resolved: int
+    mean_seconds_to_resolved: float | None
+
+
+def roi(
+    store: Store,
+    analytics: Analytics,
+    window: Window,
+    *,
+    summary: Summary | None = None,
+    resolutions: dict[str, Resolution] | None = None,
+) -> Return:
+    """summary: the window's runs priced with these `analytics`; resolutions: `resolved()`
+    for the window; both when the caller has read them already (`monthly`), else read here.
+
+    The resolutions are a join over every alert of the window, most of the time the report
+    takes: they are read on a connection of their own, alongside everything else.
+    """
+    if summary is not None and (summary.window != window or summary.analytics != analytics):
+        raise ValueError("ROI needs the summary of its window, priced with its analytics")
+    with alongside(
+        store, lambda: resolved(store, window) if resolutions is None else resolutions
+    ) as resolution_of:
+        with store.reading() as connection:
+            summary = summary or summarize(connection, window, analytics=analytics)
+            autonomous = sorted(
+                {name for name, source, status in summary.run_keys if (source, status) == FIXED}
+            )
+            prevented_rows = connection.execute(_prevented(window, autonomous)).all()
+        resolution = resolution_of()
+    saved = summary.totals(
+        lambda runs: runs.playbook,
+        lambda runs: runs.status == "success" and runs.source in AUTOMATIC,
+    )
     playbooks = []
-    for name in sorted({name for name, row in saved.items() if row[0]} | set(resolution)):
-        count, mean_duration, seconds = saved.get(name, (0, None, 0.0))
-        fixes, to_fix, resolutions, to_resolved = resolution.get(name, (0, None, 0, None))
+    for name in sorted({name for name, totals in saved.items() if totals.count} | set(resolution)):
+        avoided = saved.get(name, Totals())
+        fixes = resolution.get(name, Resolution(0, None, 0, None))
         playbooks.append(
             PlaybookReturn(
                 playbook=name,
-                interventions_avoided=int(count),
+                interventions_avoided=avoided.count,
                 manual_minutes=manual_minutes(analytics, name),
-                mean_duration_seconds=_float(mean_duration),
-                alerts_fixed=int(fixes),
-                mean_seconds_to_fix=_float(to_fix),
-                alerts_resolved=int(resolutions),
-                mean_seconds_to_resolved=_float(to_resolved),
-                time_saved_seconds=float(seconds or 0.0),
+                mean_duration_seconds=avoided.mean_duration,
+                alerts_fixed=fixes.alerts_fixed,
+                mean_seconds_to_fix=fixes.mean_seconds_to_fix,
+                alerts_resolved=fixes.alerts_resolved,
+                mean_seconds_to_resolved=fixes.mean_seconds_to_resolved,
+                time_saved_seconds=avoided.saving_sum,
             )
         )
     fixes_total = sum(item.alerts_fixed for item in playbooks)
@@ -207,6 +144,97 @@ def roi(store: Store, analytics: Analytics, window: Window) -> Return:
             else None
         ),
         playbooks=tuple(playbooks),
+    )
+
+
+def resolved(store: Store, window: Window) -> dict[str, Resolution]:
+    """Per playbook: alerts fixed in the window (successful runs that answered one), the mean
+    seconds from the alert's start to the run's end, alerts resolved, the mean seconds to the
+    resolved notification (the first one for the same fingerprint and start: Alertmanager
+    repeats an alert's startsAt in its resolved notification)."""
+    with store.reading() as connection:
+        rows = connection.execute(_resolution(window)).all()
+    return {
+        name: Resolution(int(fixed), _float(to_fix), int(ended), _float(to_end))
+        for name, fixed, to_fix, ended, to_end in rows
+    }
+
+
+def _resolution(window: Window) -> sa.Select[Any]:
+    e, d, r, q = t.executions, t.decisions, t.requests, t.requests.alias("resolved")
+    fixes = (
+        sa.select(
+            e.c.playbook,
+            e.c.finished_at,
+            r.c.alert_starts_at.label("starts_at"),
+            r.c.fingerprint,
+        )
+        .select_from(e.join(d, d.c.id == e.c.decision_id).join(r, r.c.id == d.c.request_id))
+        .where(
+            # A pass over the window in table order: decisions and requests are then read in
+            # the order they were written, not one random page each (`covers`, `unindexed`).
+            window.covers(e.c.admitted_at),
+            # Only executions that answered an alert carry its name: join just those.
+            e.c.alertname.is_not(None),
+            unindexed(e.c.status) == "success",
+            r.c.alert_starts_at.is_not(None),
+        )
+    )
+    # Each fix looks its resolution up in the index of resolved notifications (migration
+    # 0007), in that index's order: sorting the fixes first costs less than looking them up
+    # at random, on SQLite, which has no hash join; PostgreSQL sorts a little for nothing, but
+    # a lookup per fix cannot go quadratic when its row estimates are off (a hash join would
+    # then become a nested loop over every resolution per fix). OFFSET 0 keeps the lookup a
+    # column of its own, made once per fix, not once per aggregate that reads it.
+    ordered = fixes.order_by(r.c.fingerprint, r.c.alert_starts_at).subquery("fixes")
+    ends_at = (
+        sa.select(sa.func.min(q.c.alert_ends_at))
+        .where(
+            q.c.fingerprint == ordered.c.fingerprint,
+            q.c.alert_starts_at == ordered.c.starts_at,
+            q.c.alert_ends_at.is_not(None),
+            q.c.created_at >= window.start,
+        )
+        .scalar_subquery()
+    )
+    joined = (
+        sa.select(ordered.c.playbook, ordered.c.finished_at, ordered.c.starts_at)
+        .add_columns(ends_at.label("ends_at"))
+        .offset(0)
+        .subquery("joined")
+    )
+    return sa.select(
+        joined.c.playbook,
+        sa.func.count(),
+        sa.func.avg(joined.c.finished_at - joined.c.starts_at),
+        sa.func.count(joined.c.ends_at),
+        sa.func.avg(joined.c.ends_at - joined.c.starts_at),
+    ).group_by(joined.c.playbook)
+
+
+def _prevented(window: Window, autonomous: Sequence[str]) -> sa.Select[Any]:
+    """Per resource: critical forecasts in the window, and how many of them a successful run
+    from the autonomous loop (of the `autonomous` playbooks) followed within the hour.
+
+    One range of the report index (playbook, source, status, time) per forecast.
+    """
+    e, f = t.executions, t.forecasts
+    followed = (
+        sa.select(sa.literal(1))
+        .where(
+            e.c.playbook.in_(autonomous),
+            e.c.source == "autonomous",
+            e.c.status == "success",
+            e.c.admitted_at >= f.c.created_at,
+            e.c.admitted_at < f.c.created_at + PREVENTION_SECONDS,
+        )
+        .exists()
+    )
+    resource = unindexed(f.c.resource)  # a pass in table order, not a lookup per forecast
+    return (
+        sa.select(resource, sa.func.count(), sa.func.sum(sa.case((followed, 1), else_=0)))
+        .where(window.contains(f.c.created_at), f.c.severity == "critical")
+        .group_by(resource)
     )
 
 

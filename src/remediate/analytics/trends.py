@@ -12,11 +12,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from remediate.analytics.window import WEEK, Window, bucket, iso, unindexed
+from remediate.analytics.summary import Summary, summarize
+from remediate.analytics.window import DAY, WEEK, Window, bucket, iso, unindexed
 from remediate.store import Store
 from remediate.store import tables as t
 
 FINISHED = ("success", "failure", "timeout", "skipped", "interrupted")
+REFUSALS = ("block", "escalate")
+# Inline values, not bound parameters: SQLite answers from a partial index (migration 0007)
+# only when the query spells out the index's own condition.
+REFUSED = t.decisions.c.action.in_(
+    sa.bindparam("refusals", REFUSALS, expanding=True, literal_execute=True)
+)
 
 
 @dataclass(frozen=True)
@@ -96,24 +103,14 @@ def accuracy_direction(first: float | None, second: float | None) -> str:
     return "steady"
 
 
-def trends(store: Store, window: Window) -> Trends:
+def trends(store: Store, window: Window, *, summary: Summary | None = None) -> Trends:
+    """summary: the window's runs cut at least at every week, when the caller has read them
+    already (`monthly`); read here otherwise."""
     e, d, f = t.executions, t.decisions, t.forecasts
     weeks = max(1, int(-(-window.seconds // WEEK)))  # a partial last week is a week too
-    week = bucket(e.c.admitted_at, start=window.start, width=WEEK).label("week")
-    half = sa.case((e.c.admitted_at < window.middle, 0), else_=1).label("half")
-    # First attempts only: a retry is the same incident, not another run. The filters sit in
-    # the sums so SQLite reads the table in order instead of through the status index.
-    first_runs = sa.and_(e.c.attempt == 1, e.c.status.in_(FINISHED))
-    weekly_query = (
-        sa.select(
-            unindexed(e.c.playbook), week, half, sa.func.sum(sa.case((first_runs, 1), else_=0))
-        )
-        .where(window.covers(e.c.admitted_at))
-        .group_by(unindexed(e.c.playbook), week, half)
-    )
     refusals_query = (
         sa.select(d.c.action, d.c.check_name, sa.func.count(), sa.func.min(d.c.reason))
-        .where(window.contains(d.c.created_at), d.c.action.in_(("block", "escalate")))
+        .where(window.contains(d.c.created_at), REFUSED)
         .group_by(d.c.action, d.c.check_name)
     )
     scored = sa.and_(window.contains(f.c.scored_at), f.c.score.is_not(None))
@@ -127,25 +124,39 @@ def trends(store: Store, window: Window) -> Trends:
         sa.func.avg(sa.case((f.c.scored_at < window.middle, f.c.score))),
         sa.func.avg(sa.case((f.c.scored_at >= window.middle, f.c.score))),
     ).where(scored)
+    # First attempts only: a retry is the same incident, not another run. The diagnosed runs
+    # have an index of their own (migration 0007): `covers` and `unindexed` keep SQLite off
+    # the time and status indexes, which would fetch every run of the window to find them.
     causes_query = (
-        sa.select(e.c.root_cause, sa.func.sum(sa.case((first_runs, 1), else_=0)))
-        .where(window.covers(e.c.admitted_at), e.c.root_cause.is_not(None))
+        sa.select(e.c.root_cause, sa.func.count())
+        .where(
+            e.c.root_cause.is_not(None),
+            window.covers(e.c.admitted_at),
+            e.c.attempt == 1,
+            unindexed(e.c.status).in_(FINISHED),
+        )
         .group_by(e.c.root_cause)
     )
+    if summary is not None and (summary.window != window or summary.width not in (DAY, WEEK)):
+        raise ValueError("trends need the summary of their window, cut at every week or day")
     with store.reading() as connection:
-        weekly_rows = connection.execute(weekly_query).all()
+        summary = summary or summarize(connection, window, width=WEEK)
         refusal_rows = connection.execute(refusals_query).all()
         accuracy_rows = connection.execute(accuracy_query).all()
         first_accuracy, second_accuracy = connection.execute(accuracy_halves_query).one()
         cause_rows = connection.execute(causes_query).all()
 
+    first_runs = summary.totals(
+        lambda runs: (runs.playbook, runs.slice.week, runs.slice.half),
+        lambda runs: runs.status in FINISHED,
+    )
     counts: dict[str, list[int]] = {}
     halves: dict[str, list[int]] = {}
-    for name, index, which, count in weekly_rows:
-        if not count:
+    for (name, index, which), totals in first_runs.items():
+        if not totals.first_attempts:
             continue
-        counts.setdefault(name, [0] * weeks)[min(int(index), weeks - 1)] += int(count)
-        halves.setdefault(name, [0, 0])[int(which)] += int(count)
+        counts.setdefault(name, [0] * weeks)[min(index, weeks - 1)] += totals.first_attempts
+        halves.setdefault(name, [0, 0])[which] += totals.first_attempts
     playbooks = tuple(
         PlaybookTrend(
             name,
@@ -179,7 +190,7 @@ def trends(store: Store, window: Window) -> Trends:
         float(first_accuracy) if first_accuracy is not None else None,
         float(second_accuracy) if second_accuracy is not None else None,
     )
-    causes = [(cause, int(count)) for cause, count in cause_rows if count]
+    causes = [(cause, int(count)) for cause, count in cause_rows]
     incidents = sum(count for _, count in causes)
     root_causes = tuple(
         sorted(

@@ -10,9 +10,11 @@ so one query works on SQLite and PostgreSQL without dialect date functions.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import sqlalchemy as sa
@@ -96,6 +98,43 @@ class Window:
 
     def as_dict(self) -> dict[str, Any]:
         return {"start": iso(self.start), "end": iso(self.end), "days": round(self.days, 3)}
+
+    def slices(self, width: float | None = None) -> tuple[Slice, ...]:
+        """The window cut at every `width` seconds from its start (not at all without one)
+        and at its middle, so each slice lies in one day, week or half, whichever it is cut by.
+
+        A slice's day and week are those of its first instant, `floor(offset / width)` as
+        `bucket` computes them in SQL: with cuts at every day, every time in a slice falls in
+        that slice's day and week (a week is seven whole days from the start).
+        """
+        cuts = {self.start, self.middle, self.end}
+        if width is not None:
+            cuts.update(self.start + k * width for k in range(1, math.ceil(self.seconds / width)))
+        edges = sorted(cuts)
+        return tuple(
+            Slice(
+                start,
+                end,
+                day=math.floor((start - self.start) / DAY),
+                week=math.floor((start - self.start) / WEEK),
+                half=0 if start < self.middle else 1,
+            )
+            for start, end in pairwise(edges)
+        )
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Part of a window, [start, end): see `Window.slices`."""
+
+    start: float
+    end: float
+    day: int
+    week: int
+    half: int
+
+    def contains(self, column: Any) -> sa.ColumnElement[bool]:
+        return sa.and_(column >= self.start, column < self.end)
 
 
 def unindexed(column: Any) -> sa.ColumnElement[Any]:

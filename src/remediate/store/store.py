@@ -32,7 +32,7 @@ from remediate.errors import StoreError
 from remediate.store import tables as t
 
 # The newest migration in store/migrations/versions; a test keeps the two in step.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 _GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
 
 FAILED = ("failure", "timeout")

@@ -46,6 +46,16 @@ requests = Table(
     # Shorter than the playbook's own timeout when set (a chain step's timeout).
     Column("timeout_seconds", Float),
 )
+# Resolved notifications, looked up by the alert they end (migration 0007).
+Index(
+    "ix_requests_resolved",
+    requests.c.fingerprint,
+    requests.c.alert_starts_at,
+    requests.c.alert_ends_at,
+    requests.c.created_at,
+    sqlite_where=requests.c.alert_ends_at.is_not(None),
+    postgresql_where=requests.c.alert_ends_at.is_not(None),
+)
 
 decisions = Table(
     "decisions",
@@ -66,6 +76,17 @@ decisions = Table(
     Index("ix_decisions_created_at", "created_at"),
     Index("ix_decisions_request_id", "request_id"),
     Index("ix_decisions_action_created_at", "action", "created_at"),
+)
+# Blocks and escalations with what the reports show of them (migration 0007).
+Index(
+    "ix_decisions_refusals",
+    decisions.c.action,
+    decisions.c.created_at,
+    decisions.c.check_name,
+    decisions.c.playbook,
+    decisions.c.reason,
+    sqlite_where=decisions.c.action.in_(["block", "escalate"]),
+    postgresql_where=decisions.c.action.in_(["block", "escalate"]),
 )
 
 executions = Table(
@@ -100,17 +121,27 @@ executions = Table(
     Index("ix_executions_alertname_admitted_at", "alertname", "admitted_at"),
     Index("ix_executions_idempotency_key_admitted_at", "idempotency_key", "admitted_at"),
     Index("ix_executions_status", "status"),
-    # Covers the reports' scans of a large history (migration 0006).
+    # The reports read a window's runs as one range per playbook, source and status, already
+    # grouped in this order (analytics/summary.py; migration 0007).
     Index(
-        "ix_executions_report",
-        "admitted_at",
+        "ix_executions_report_runs",
         "playbook",
-        "status",
-        "attempt",
         "source",
+        "status",
+        "admitted_at",
+        "attempt",
         "duration_seconds",
-        "root_cause",
     ),
+)
+# Diagnosed runs, for the root-cause shares of the trends (migration 0007).
+Index(
+    "ix_executions_root_cause",
+    executions.c.root_cause,
+    executions.c.admitted_at,
+    executions.c.attempt,
+    executions.c.status,
+    sqlite_where=executions.c.root_cause.is_not(None),
+    postgresql_where=executions.c.root_cause.is_not(None),
 )
 
 # Keys of configurable rate-limit rules (one row per rule an execution counts against).
@@ -136,6 +167,9 @@ impacts = Table(
     Column("value", Float, nullable=False),
     Column("at", Float, nullable=False),
     Index("ix_impacts_kind_at", "kind", "at"),
+    # The reports read a window's figures as one range per kind, subject and playbook
+    # (analytics/summary.py; migration 0007).
+    Index("ix_impacts_report", "kind", "subject", "playbook", "at", "value"),
 )
 
 # One lease per (playbook, target): the same fix never runs twice at once.
