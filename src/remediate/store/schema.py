@@ -23,7 +23,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from remediate.store.tables import metadata
+from remediate.store.tables import metadata, with_postgresql_predicates
 
 VERSION_TABLE = "alembic_version"
 
@@ -39,6 +39,8 @@ def create_if_empty(connection: Connection, *, head: str) -> bool:
     inspector = sa.inspect(connection)
     if inspector.get_table_names() or inspector.get_view_names():
         return False
+    if connection.dialect.name == "postgresql":
+        with_postgresql_predicates()
     metadata.create_all(connection, checkfirst=False)
     version = version_table()
     version.create(connection)

@@ -817,6 +817,7 @@ def _create_engine(url: str, *, busy_timeout: float) -> Engine:
             cursor.close()
 
         return engine
+    t.with_postgresql_predicates()
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return sa.create_engine(

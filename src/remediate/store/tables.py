@@ -8,6 +8,8 @@ Times are float seconds since the epoch (UTC).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -23,6 +25,24 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+# Partial indexes and their predicates. SQLite's goes on at once; PostgreSQL's is added by
+# with_postgresql_predicates() when a PostgreSQL store opens: naming `postgresql_where`
+# here would import SQLAlchemy's whole PostgreSQL dialect into every SQLite process.
+_PARTIAL: list[tuple[Index, Any]] = []
+
+
+def _partial(name: str, *columns: Any, sqlite_where: Any) -> Index:
+    index = Index(name, *columns, sqlite_where=sqlite_where)
+    _PARTIAL.append((index, sqlite_where))
+    return index
+
+
+def with_postgresql_predicates() -> None:
+    """Give the partial indexes their PostgreSQL predicate (idempotent)."""
+    for index, predicate in _PARTIAL:
+        index.dialect_kwargs["postgresql_where"] = predicate
+
 
 requests = Table(
     "requests",
@@ -47,14 +67,13 @@ requests = Table(
     Column("timeout_seconds", Float),
 )
 # Resolved notifications, looked up by the alert they end (migration 0007).
-Index(
+_partial(
     "ix_requests_resolved",
     requests.c.fingerprint,
     requests.c.alert_starts_at,
     requests.c.alert_ends_at,
     requests.c.created_at,
     sqlite_where=requests.c.alert_ends_at.is_not(None),
-    postgresql_where=requests.c.alert_ends_at.is_not(None),
 )
 
 decisions = Table(
@@ -78,7 +97,7 @@ decisions = Table(
     Index("ix_decisions_action_created_at", "action", "created_at"),
 )
 # Blocks and escalations with what the reports show of them (migration 0007).
-Index(
+_partial(
     "ix_decisions_refusals",
     decisions.c.action,
     decisions.c.created_at,
@@ -86,7 +105,6 @@ Index(
     decisions.c.playbook,
     decisions.c.reason,
     sqlite_where=decisions.c.action.in_(["block", "escalate"]),
-    postgresql_where=decisions.c.action.in_(["block", "escalate"]),
 )
 
 executions = Table(
@@ -134,14 +152,13 @@ executions = Table(
     ),
 )
 # Diagnosed runs, for the root-cause shares of the trends (migration 0007).
-Index(
+_partial(
     "ix_executions_root_cause",
     executions.c.root_cause,
     executions.c.admitted_at,
     executions.c.attempt,
     executions.c.status,
     sqlite_where=executions.c.root_cause.is_not(None),
-    postgresql_where=executions.c.root_cause.is_not(None),
 )
 
 # Keys of configurable rate-limit rules (one row per rule an execution counts against).
