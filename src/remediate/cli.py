@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from remediate.entry import ROOT_OPTIONS, SERVE_OPTIONS, ServeOptions, parse_serve
+from remediate.entry import ROOT_OPTIONS, SERVE_OPTIONS, ServeOptions, parse_serve, print_error
 
 if TYPE_CHECKING:
     from remediate.runtime import Runtime
@@ -793,9 +793,7 @@ def main(argv: list[str] | None = None) -> int:
         command = typer.main.get_command(full_app())
         result = command.main(args=args, prog_name="remediate", standalone_mode=False)
     except RemediateError as error:
-        from rich.markup import escape
-
-        _console(stderr=True).print(f"[red]error:[/] {escape(error.message)}", soft_wrap=True)
+        print_error(error.message)
         return error.exit_code
     except (click.exceptions.Exit, typer.Exit) as done:
         return int(done.exit_code)

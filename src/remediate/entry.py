@@ -68,6 +68,14 @@ def parse_serve(args: Sequence[str]) -> ServeOptions | None:
     )
 
 
+def print_error(message: str) -> None:
+    """`error: MESSAGE` on stderr, as every command reports a RemediateError."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False).print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+
+
 def _settings(config: Path | None) -> tuple[Any, Path | None]:
     """The settings and the file they came from (the CLI's search order)."""
     from remediate.config.loader import find_config_file, load_settings
@@ -97,12 +105,7 @@ def serve(options: ServeOptions) -> int:
             token_file=options.token_file,
         )
     except RemediateError as error:
-        from rich.console import Console
-        from rich.markup import escape
-
-        Console(stderr=True, highlight=False).print(
-            f"[red]error:[/] {escape(error.message)}", soft_wrap=True
-        )
+        print_error(error.message)
         return error.exit_code
     except (EOFError, KeyboardInterrupt):
         print("\naborted", file=sys.stderr)
