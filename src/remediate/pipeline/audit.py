@@ -8,7 +8,6 @@ id, source, action, reason, duration_s, status, check and execution_id.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -16,6 +15,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from remediate import jsontext
 from remediate.playbooks.base import excerpt
 
 ROTATION_CHECK_SECONDS = 1.0
@@ -42,10 +42,7 @@ class AuditLog:
         `sync` the lines are in the page cache (a killed process loses nothing) and
         reach the disk at the next `sync()`.
         """
-        line = "".join(
-            json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":")) + "\n"
-            for entry in entries
-        ).encode()
+        line = "".join(jsontext.dumps(entry) + "\n" for entry in entries).encode()
         with self._lock:
             fd = self._open()
             try:

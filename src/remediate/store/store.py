@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
+from remediate import jsontext
 from remediate.errors import StoreError
 from remediate.store import tables as t
 
@@ -872,7 +873,7 @@ def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
+    return jsontext.dumps(value)
 
 
 def _driver_error(error: sqlite3.Error, doing: str) -> StoreError:
