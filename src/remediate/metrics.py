@@ -7,8 +7,11 @@ node-exporter textfile (temp file + rename) after every execution.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -29,37 +32,78 @@ STATUSES = ("success", "failure", "timeout", "skipped", "interrupted")
 
 
 class StoreCollector(Collector):
+    """The families, computed from the store at each collection.
+
+    Over a long history a full recount would read every execution, decision and impact
+    at each scrape (seconds over a million rows). Rows stop changing once written
+    (decisions, impacts) or once their execution has finished, and every writer is
+    serialized, so ids become visible in order: what a collection counted up to an id
+    is kept (`_Settled`), and the next one reads only the rows after it.
+    """
+
     def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self._lock = threading.Lock()
+        self._settled: dict[str, _Settled] = {}
 
     def collect(self) -> Iterator[Metric]:
-        with self.store.reading() as connection:
-            yield from self._executions(connection)
-            yield from self._duration(connection)
-            yield from self._impacts(connection)
-            yield from self._self_healing(connection)
+        with self._lock, self.store.reading() as connection:
+            groups = self._groups(connection)
+            yield from self._executions(connection, groups)
+            yield from self._duration(groups)
+            yield from self._impacts(groups)
+            yield from self._self_healing(groups)
             yield from self._accuracy(connection)
-            yield from self._gate(connection)
+            yield from self._gate(connection, groups)
             from remediate.chains.metrics import collect as chain_metrics
 
             yield from chain_metrics(connection, self.settings)
 
-    def _executions(self, connection: sa.Connection) -> Iterator[Metric]:
+    def _groups(self, connection: sa.Connection) -> dict[str, dict[tuple[Any, ...], list[Any]]]:
+        """Every aggregate: what is kept, advanced to the settled rows, plus the rest."""
+        e, d, i = t.executions, t.decisions, t.impacts
+        unfinished = connection.execute(
+            sa.select(sa.func.min(e.c.id)).where(e.c.status.in_(("queued", "running")))
+        ).scalar()
+        tables = {
+            "executions": (e, e.c.admitted_at, _aggregates_of_executions(self.settings)),
+            "decisions": (d, d.c.created_at, _AGGREGATES_OF_DECISIONS),
+            "impacts": (i, i.c.at, _AGGREGATES_OF_IMPACTS),
+        }
+        merged: dict[str, dict[tuple[Any, ...], list[Any]]] = {}
+        for name, (table, stamp_column, aggregates) in tables.items():
+            newest = connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+            upto = newest if name != "executions" or unfinished is None else unfinished - 1
+            settled = self._settled.get(name)
+            if settled is None or not settled.holds(connection, table, stamp_column):
+                settled = self._settled[name] = _Settled(aggregates)
+            if upto > settled.upto:
+                settled.add(connection, table, lo=settled.upto, hi=upto)
+                settled.upto = upto
+                settled.stamp = connection.execute(
+                    sa.select(stamp_column).where(table.c.id == upto)
+                ).scalar()
+            rest = _Settled(aggregates)
+            if newest > settled.upto:
+                rest.add(connection, table, lo=settled.upto, hi=newest)
+            for aggregate in aggregates:
+                merged[aggregate.name] = aggregate.merged(
+                    settled.groups[aggregate.name], rest.groups[aggregate.name]
+                )
+        return merged
+
+    def _executions(
+        self, connection: sa.Connection, groups: dict[str, dict[tuple[Any, ...], list[Any]]]
+    ) -> Iterator[Metric]:
         e = t.executions
         executions = CounterMetricFamily(
             "remediation_playbook_executions",
             "Playbook executions (every attempt) by final status.",
             labels=["playbook", "status"],
         )
-        rows = connection.execute(
-            sa.select(e.c.playbook, e.c.status, sa.func.count())
-            .where(e.c.status.in_(STATUSES))
-            .group_by(e.c.playbook, e.c.status)
-            .order_by(e.c.playbook, e.c.status)
-        )
-        for playbook, status, count in rows:
+        for (playbook, status), (count,) in _sorted(groups["by_status"]):
             executions.add_metric([playbook, status], count)
         yield executions
 
@@ -68,13 +112,7 @@ class StoreCollector(Collector):
             "When each playbook last succeeded (seconds since the epoch).",
             labels=["playbook"],
         )
-        rows = connection.execute(
-            sa.select(e.c.playbook, sa.func.max(e.c.finished_at))
-            .where(e.c.status == "success")
-            .group_by(e.c.playbook)
-            .order_by(e.c.playbook)
-        )
-        for playbook, finished in rows:
+        for (playbook,), (finished,) in _sorted(groups["last_success"]):
             last_success.add_metric([playbook], finished)
         yield last_success
 
@@ -95,38 +133,27 @@ class StoreCollector(Collector):
             in_flight.add_metric([status], counts.get(status, 0))
         yield in_flight
 
-    def _duration(self, connection: sa.Connection) -> Iterator[Metric]:
-        e = t.executions
+    def _duration(self, groups: dict[str, dict[tuple[Any, ...], list[Any]]]) -> Iterator[Metric]:
         buckets = self.settings.metrics.duration_buckets
-        columns = [
-            sa.func.sum(sa.case((e.c.duration_seconds <= bound, 1), else_=0)) for bound in buckets
-        ]
-        rows = connection.execute(
-            sa.select(e.c.playbook, sa.func.count(), sa.func.sum(e.c.duration_seconds), *columns)
-            .where(e.c.duration_seconds.is_not(None), e.c.status.in_(STATUSES))
-            .group_by(e.c.playbook)
-            .order_by(e.c.playbook)
-        )
         duration = HistogramMetricFamily(
             "remediation_playbook_duration_seconds",
             "How long playbook executions took.",
             labels=["playbook"],
         )
-        for playbook, count, total, *cumulative in rows:
+        for (playbook,), (count, total, *cumulative) in _sorted(groups["duration"]):
             points = [(_bound(b), int(c or 0)) for b, c in zip(buckets, cumulative, strict=True)]
             points.append(("+Inf", int(count)))
             duration.add_metric([playbook], points, float(total or 0.0))
         yield duration
 
-    def _impacts(self, connection: sa.Connection) -> Iterator[Metric]:
-        i = t.impacts
+    def _impacts(self, groups: dict[str, dict[tuple[Any, ...], list[Any]]]) -> Iterator[Metric]:
         reclaimed = GaugeMetricFamily(
             "remediation_disk_space_reclaimed_bytes",
             "Bytes reclaimed by the latest execution of each playbook that reclaimed any.",
             labels=["playbook"],
         )
-        for playbook, value in _latest_per_subject(connection, "bytes_reclaimed", i.c.playbook):
-            reclaimed.add_metric([playbook], value)
+        for (playbook,), (_execution, value) in _sorted(groups["reclaimed"]):
+            reclaimed.add_metric([playbook], float(value))
         yield reclaimed
 
         restarted = CounterMetricFamily(
@@ -134,13 +161,7 @@ class StoreCollector(Collector):
             "Services restarted by playbooks.",
             labels=["playbook", "service"],
         )
-        rows = connection.execute(
-            sa.select(i.c.playbook, i.c.subject, sa.func.sum(i.c.value))
-            .where(i.c.kind == "service_restarted")
-            .group_by(i.c.playbook, i.c.subject)
-            .order_by(i.c.playbook, i.c.subject)
-        )
-        for playbook, service, value in rows:
+        for (playbook, service), (value,) in _sorted(groups["restarted"]):
             restarted.add_metric([playbook, service], value)
         yield restarted
 
@@ -149,13 +170,7 @@ class StoreCollector(Collector):
             "OOM kills detected while diagnosing services.",
             labels=["service"],
         )
-        oom_rows = connection.execute(
-            sa.select(i.c.subject, sa.func.sum(i.c.value))
-            .where(i.c.kind == "oom_detected")
-            .group_by(i.c.subject)
-            .order_by(i.c.subject)
-        )
-        for service, value in oom_rows:
+        for (service,), (value,) in _sorted(groups["oom"]):
             oom.add_metric([service], value)
         yield oom
 
@@ -164,29 +179,21 @@ class StoreCollector(Collector):
             "Dead rows removed by the latest vacuum of each database.",
             labels=["database"],
         )
-        for database, value in _latest_per_subject(connection, "rows_removed", i.c.subject):
-            vacuum.add_metric([database], value)
+        for (database,), (_execution, value) in _sorted(groups["vacuum"]):
+            vacuum.add_metric([database], float(value))
         yield vacuum
 
-    def _self_healing(self, connection: sa.Connection) -> Iterator[Metric]:
-        e = t.executions
+    def _self_healing(
+        self, groups: dict[str, dict[tuple[Any, ...], list[Any]]]
+    ) -> Iterator[Metric]:
         rate = GaugeMetricFamily(
             "remediation_self_healing_success_rate",
             "Share of self-healing executions that succeeded, by diagnosed root cause (0-1).",
             labels=["root_cause"],
         )
-        rows = connection.execute(
-            sa.select(
-                e.c.root_cause,
-                sa.func.count(),
-                sa.func.sum(sa.case((e.c.status == "success", 1), else_=0)),
-            )
-            .where(e.c.root_cause.is_not(None), e.c.status.in_(("success", "failure", "timeout")))
-            .group_by(e.c.root_cause)
-            .order_by(e.c.root_cause)
-        )
-        for root_cause, total, successes in rows:
-            rate.add_metric([root_cause], (successes or 0) / total)
+        for (root_cause,), (total, successes) in _sorted(groups["root_cause"]):
+            if total:
+                rate.add_metric([root_cause], (successes or 0) / total)
         yield rate
 
     def _accuracy(self, connection: sa.Connection) -> Iterator[Metric]:
@@ -206,19 +213,15 @@ class StoreCollector(Collector):
             accuracy.add_metric([resource], score)
         yield accuracy
 
-    def _gate(self, connection: sa.Connection) -> Iterator[Metric]:
-        d = t.decisions
+    def _gate(
+        self, connection: sa.Connection, groups: dict[str, dict[tuple[Any, ...], list[Any]]]
+    ) -> Iterator[Metric]:
         decisions = CounterMetricFamily(
             "remediation_gate_decisions",
             "Gate decisions by source, action and the check that decided.",
             labels=["source", "action", "check"],
         )
-        rows = connection.execute(
-            sa.select(d.c.source, d.c.action, d.c.check_name, sa.func.count())
-            .group_by(d.c.source, d.c.action, d.c.check_name)
-            .order_by(d.c.source, d.c.action, d.c.check_name)
-        )
-        for source, action, check, count in rows:
+        for (source, action, check), (count,) in _sorted(groups["decisions"]):
             decisions.add_metric([source, action, check or ""], count)
         yield decisions
 
@@ -236,9 +239,7 @@ class StoreCollector(Collector):
             "Consecutive failed executions of each playbook.",
             labels=["playbook"],
         )
-        playbooks = connection.execute(
-            sa.select(t.executions.c.playbook).distinct().order_by(t.executions.c.playbook)
-        ).scalars()
+        playbooks = sorted(playbook for (playbook,) in groups["playbooks"])
         for playbook in playbooks:
             current = state(view, playbook, self.settings.safety.circuit_breaker, now)
             value = {"closed": 0.0, "half_open": 0.5, "open": 1.0}[current.state]
@@ -268,30 +269,181 @@ def _bound(value: float) -> str:
     return str(float(value))
 
 
-def _latest_per_subject(
-    connection: sa.Connection, kind: str, group: sa.Column[str]
-) -> list[tuple[str, float]]:
-    """For each group value, the sum of `kind` over its newest execution that reported it."""
-    i = t.impacts
-    newest = (
-        sa.select(group.label("subject"), sa.func.max(i.c.execution_id).label("execution_id"))
-        .where(i.c.kind == kind)
-        .group_by(group)
-        .subquery()
-    )
-    rows = connection.execute(
-        sa.select(newest.c.subject, sa.func.sum(i.c.value))
-        .select_from(
-            i.join(
-                newest,
-                sa.and_(i.c.execution_id == newest.c.execution_id, group == newest.c.subject),
+Groups = dict[tuple[Any, ...], list[Any]]
+
+
+@dataclass(frozen=True, eq=False)
+class _Aggregate:
+    """One grouped aggregate over a span of a table's ids, and how two spans combine.
+
+    `values` pairs each expression with "sum" or "max". With `latest`, the one key is a
+    group column of impacts and the values are [newest execution id, its total]: the
+    newest execution wins, and two parts of one execution add up.
+    """
+
+    name: str
+    keys: tuple[sa.ColumnElement[Any], ...]
+    values: tuple[tuple[sa.ColumnElement[Any], str], ...] = ()
+    where: tuple[sa.ColumnElement[bool], ...] = ()
+    latest: bool = False
+
+    def rows(
+        self, connection: sa.Connection, table: sa.Table, lo: int, hi: int
+    ) -> Iterator[tuple[tuple[Any, ...], list[Any]]]:
+        span = (table.c.id > lo, table.c.id <= hi)
+        if self.latest:
+            group = self.keys[0]
+            newest = (
+                sa.select(group.label("subject"), sa.func.max(table.c.execution_id).label("run"))
+                .where(*self.where, *span)
+                .group_by(group)
+                .subquery()
             )
+            query = (
+                sa.select(newest.c.subject, newest.c.run, sa.func.sum(table.c.value))
+                .select_from(
+                    table.join(
+                        newest,
+                        sa.and_(table.c.execution_id == newest.c.run, group == newest.c.subject),
+                    )
+                )
+                .where(*self.where, *span)
+                .group_by(newest.c.subject, newest.c.run)
+            )
+            for subject, run, total in connection.execute(query):
+                yield (subject,), [run, total]
+            return
+        query = (
+            sa.select(*self.keys, *(expression for expression, _how in self.values))
+            .where(*self.where, *span)
+            .group_by(*self.keys)
         )
-        .where(i.c.kind == kind)
-        .group_by(newest.c.subject)
-        .order_by(newest.c.subject)
+        width = len(self.keys)
+        for row in connection.execute(query):
+            yield tuple(row[:width]), list(row[width:])
+
+    def combine(self, into: Groups, key: tuple[Any, ...], values: list[Any]) -> None:
+        old = into.get(key)
+        if old is None:
+            into[key] = list(values)
+        elif self.latest:
+            if values[0] > old[0]:
+                into[key] = list(values)
+            elif values[0] == old[0]:
+                old[1] = (old[1] or 0) + (values[1] or 0)
+        else:
+            for n, ((_expression, how), value) in enumerate(zip(self.values, values, strict=True)):
+                if value is None:
+                    continue
+                if old[n] is None:
+                    old[n] = value
+                else:
+                    old[n] = old[n] + value if how == "sum" else max(old[n], value)
+
+    def merged(self, settled: Groups, rest: Groups) -> Groups:
+        out = {key: list(values) for key, values in settled.items()}
+        for key, values in rest.items():
+            self.combine(out, key, values)
+        return out
+
+
+class _Settled:
+    """A table's aggregates over its ids up to `upto`: rows that will not change."""
+
+    def __init__(self, aggregates: Sequence[_Aggregate]) -> None:
+        self.aggregates = aggregates
+        self.upto = 0
+        self.stamp: Any = None  # the time column of row `upto`
+        self.groups: dict[str, Groups] = {aggregate.name: {} for aggregate in aggregates}
+
+    def add(self, connection: sa.Connection, table: sa.Table, *, lo: int, hi: int) -> None:
+        for aggregate in self.aggregates:
+            into = self.groups[aggregate.name]
+            for key, values in aggregate.rows(connection, table, lo, hi):
+                aggregate.combine(into, key, values)
+
+    def holds(
+        self, connection: sa.Connection, table: sa.Table, stamp: sa.ColumnElement[Any]
+    ) -> bool:
+        """Whether what was counted is still there: the row at `upto` is unchanged (a store
+        restored from a backup or emptied is counted again from the start)."""
+        if self.upto == 0:
+            return True
+        now = connection.execute(sa.select(stamp).where(table.c.id == self.upto)).scalar()
+        return bool(now == self.stamp)
+
+
+def _aggregates_of_executions(settings: Settings) -> tuple[_Aggregate, ...]:
+    e = t.executions
+    buckets = settings.metrics.duration_buckets
+    finished = e.c.status.in_(STATUSES)
+    count: tuple[sa.ColumnElement[Any], str] = (sa.func.count(), "sum")
+    return (
+        _Aggregate("by_status", (e.c.playbook, e.c.status), (count,), (finished,)),
+        _Aggregate(
+            "last_success",
+            (e.c.playbook,),
+            ((sa.func.max(e.c.finished_at), "max"),),
+            (e.c.status == "success",),
+        ),
+        _Aggregate(
+            "duration",
+            (e.c.playbook,),
+            (
+                count,
+                (sa.func.sum(e.c.duration_seconds), "sum"),
+                *(
+                    (sa.func.sum(sa.case((e.c.duration_seconds <= bound, 1), else_=0)), "sum")
+                    for bound in buckets
+                ),
+            ),
+            (e.c.duration_seconds.is_not(None), finished),
+        ),
+        _Aggregate(
+            "root_cause",
+            (e.c.root_cause,),
+            (count, (sa.func.sum(sa.case((e.c.status == "success", 1), else_=0)), "sum")),
+            (e.c.root_cause.is_not(None), e.c.status.in_(("success", "failure", "timeout"))),
+        ),
+        _Aggregate("playbooks", (e.c.playbook,), (count,)),
     )
-    return [(subject, float(value)) for subject, value in rows]
+
+
+_AGGREGATES_OF_DECISIONS = (
+    _Aggregate(
+        "decisions",
+        (t.decisions.c.source, t.decisions.c.action, t.decisions.c.check_name),
+        ((sa.func.count(), "sum"),),
+    ),
+)
+_AGGREGATES_OF_IMPACTS = (
+    _Aggregate(
+        "reclaimed",
+        (t.impacts.c.playbook,),
+        (),
+        (t.impacts.c.kind == "bytes_reclaimed",),
+        latest=True,
+    ),
+    _Aggregate(
+        "restarted",
+        (t.impacts.c.playbook, t.impacts.c.subject),
+        ((sa.func.sum(t.impacts.c.value), "sum"),),
+        (t.impacts.c.kind == "service_restarted",),
+    ),
+    _Aggregate(
+        "oom",
+        (t.impacts.c.subject,),
+        ((sa.func.sum(t.impacts.c.value), "sum"),),
+        (t.impacts.c.kind == "oom_detected",),
+    ),
+    _Aggregate(
+        "vacuum", (t.impacts.c.subject,), (), (t.impacts.c.kind == "rows_removed",), latest=True
+    ),
+)
+
+
+def _sorted(groups: Groups) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    return sorted(groups.items(), key=lambda item: tuple("" if k is None else k for k in item[0]))
 
 
 def registry_for(store: Store, settings: Settings, clock: Clock) -> CollectorRegistry:
