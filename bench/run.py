@@ -6,7 +6,8 @@ Each HTTP server is pinned to core 0 with taskset and loaded by `wrk -t1` on cor
 with the same 1.4 KB Alertmanager payload, at c=10 and c=50. The ceiling is a no-op
 Starlette + uvicorn app measured in the same run; remediate's figures are reported
 as ratios to it and checked against the budgets. Only 127.0.0.1 is ever targeted,
-every loop is bounded. Needs wrk (apt-get install wrk) and two cores.
+every loop is bounded. Needs wrk (apt-get install wrk) and two cores. Start-up is the
+median of five starts on new databases; idle RSS is read a second after the first.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ BUDGETS = {
     "help_ms_max": 250,
     "report_s_max": 2,
 }
+# Start-up is the median of this many starts, each on a new empty database.
+START_RUNS = 5
 
 
 def free_port() -> int:
@@ -182,6 +185,45 @@ def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int
             process.kill()
 
 
+def start_ms(argv: list[str], env: dict[str, str]) -> float:
+    """Milliseconds from spawning the server (pinned to core 0) to its first 2xx /health."""
+    port = free_port()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", *argv, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return wait_health(f"http://127.0.0.1:{port}/health", process, started) * 1000
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def fresh_starts(store: str, directory: Path, runs: int) -> list[float]:
+    """More start-up samples, each on a new empty database (one sample is too noisy on a
+    shared VM to judge a 400 ms budget)."""
+    samples = []
+    for run in range(runs):
+        state = directory / f"{store}-start-{run}"
+        state.mkdir()
+        database = postgres_database() if store == "postgresql" else None
+        try:
+            argv, env = remediate_env(state, database[1] if database else None)
+            samples.append(round(start_ms(argv, env), 1))
+        finally:
+            if database is not None:
+                drop_postgres(database[0])
+    return samples
+
+
+def with_start_median(server: dict[str, Any], more: list[float]) -> dict[str, Any]:
+    runs = [server["start_ms"], *more]
+    return {**server, "start_ms": round(statistics.median(runs), 1), "start_ms_runs": runs}
+
+
 def help_time(runs: int = 15) -> dict[str, float]:
     timings = []
     for _ in range(runs):
@@ -253,7 +295,7 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             ),
             ("idle RSS MB", server["idle_rss_mb"], "<=", BUDGETS["idle_rss_mb_max"]),
             ("peak RSS MB", server["peak_rss_mb"], "<=", BUDGETS["peak_rss_mb_max"]),
-            ("start ms", server["start_ms"], "<=", BUDGETS["start_ms_max"]),
+            ("start ms (median)", server["start_ms"], "<=", BUDGETS["start_ms_max"]),
         ]
         for label, value, op, budget in checks:
             ok = value >= budget if op == ">=" else value <= budget
@@ -306,6 +348,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"{server['idle_rss_mb']} | {server['peak_rss_mb']} | {server['start_ms']} | "
             f"{server['c10']['rps'] / ceiling:.2f} |"
         )
+    scrape = results.get("metrics_scrape")
+    if scrape:
+        lines += [
+            "",
+            f"/metrics over the same million executions: first scrape of a new server "
+            f"{scrape['first_scrape_seconds']} s, each later scrape "
+            f"{scrape['next_scrape_seconds']} s.",
+        ]
     lines += ["", "| store | figure | value | budget | met |", "|---|---|---|---|---|"]
     for verdict in results["verdicts"]:
         lines.append(
@@ -358,7 +408,10 @@ def main() -> int:
         )
         (directory / "sqlite").mkdir()
         argv, env = remediate_env(directory / "sqlite", None)
-        results["servers"]["sqlite"] = measure_server("sqlite", argv, env, args.seconds)
+        results["servers"]["sqlite"] = with_start_median(
+            measure_server("sqlite", argv, env, args.seconds),
+            fresh_starts("sqlite", directory, START_RUNS - 1),
+        )
         if not args.skip_postgres:
             database = postgres_database()
             if database is not None:
@@ -370,6 +423,10 @@ def main() -> int:
                     )
                 finally:
                     drop_postgres(database[0])
+                results["servers"]["postgresql"] = with_start_median(
+                    results["servers"]["postgresql"],
+                    fresh_starts("postgresql", directory, START_RUNS - 1),
+                )
     results["help"] = help_time()
     if not args.skip_reports:
         report_json = RESULTS / "reports.json"
@@ -379,6 +436,7 @@ def main() -> int:
             name: entry["seconds"] if isinstance(entry, dict) else entry
             for name, entry in data.get("reports", {}).items()
         }
+        results["metrics_scrape"] = data.get("metrics")
     results["verdicts"] = verdicts(results)
     (RESULTS / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "bench.md").write_text(markdown(results))

@@ -6,7 +6,7 @@ about 3.5 MB less memory, 6 % of its idle footprint. Every other command stays a
 Typer builds `--help` from docstrings.
 
 The process replaces itself (`os.execv`, same pid) only when nothing is lost by it:
-- the command line names `serve` and asks for no help;
+- the command is `serve` and no help is asked for;
 - the interpreter was started without options of its own (-X, -W, -O, dev mode);
 - the optimized bytecode is on disk for this package and for SQLAlchemy, the largest
   library the server imports (`scripts/venv` compiles it). Without it every start would
@@ -25,7 +25,7 @@ import sys
 def optimized_argv(args: list[str]) -> list[str] | None:
     """The command line that runs `remediate ARGS` again under `python -OO`, or None to
     go on in this process."""
-    if "serve" not in args or "--help" in args or "-h" in args:
+    if _command(args) != "serve" or "--help" in args or "-h" in args:
         return None
     if os.environ.get("REMEDIATE_NO_OPTIMIZE") or not sys.executable:
         return None
@@ -37,6 +37,20 @@ def optimized_argv(args: list[str]) -> list[str] | None:
         return None
     # -P: the working directory is not put on the path, so it cannot shadow the package.
     return [sys.executable, "-OO", "-P", "-m", "remediate", *args]
+
+
+def _command(args: list[str]) -> str | None:
+    """The command word: the first argument after the root options (`-c FILE`)."""
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg in ("-c", "--config"):
+            position += 2
+        elif arg.startswith("--config="):
+            position += 1
+        else:
+            return arg
+    return None
 
 
 def _package_dir(name: str) -> str | None:

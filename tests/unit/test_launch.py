@@ -23,7 +23,10 @@ def test_only_a_serve_line_without_help_is_run_again(compiled: None) -> None:
     again = launch.optimized_argv(["-c", "x.yml", "serve", "--port", "9"])
     head = [sys.executable, "-OO", "-P", "-m", "remediate"]
     assert again == [*head, "-c", "x.yml", "serve", "--port", "9"]
+    assert launch.optimized_argv(["--config=x.yml", "serve"]) is not None
     assert launch.optimized_argv(["history"]) is None
+    assert launch.optimized_argv(["history", "--playbook", "serve"]) is None
+    assert launch.optimized_argv(["-c", "serve"]) is None  # a config file named serve
     assert launch.optimized_argv(["serve", "--help"]) is None
     assert launch.optimized_argv(["serve", "-h"]) is None
     assert launch.optimized_argv([]) is None
