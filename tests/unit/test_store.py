@@ -163,3 +163,45 @@ def test_queued_rows_are_stored_as_sqlalchemy_stores_them(store: Store) -> None:
     assert raw[queued[0]] == raw[direct[0]] and raw[queued[1]] == raw[direct[1]]
     assert rows[queued[1]][columns.index(t.requests.c.parameters)] == {}
     assert tuple(stored) == (queued[0], "r")
+
+
+def test_ids_taken_up_front_follow_the_order_rows_are_queued(store: Store) -> None:
+    """A batch says how many rows it will queue (on PostgreSQL the ids of both tables
+    come in one round trip); one more than it said still gets an id; ids ascend in the
+    order the rows were queued, in this transaction and the next."""
+    row = {
+        "created_at": 1.0,
+        "source": "webhook",
+        "playbook": "p",
+        "confidence": 95.0,
+        "forced": False,
+        "dry_run": False,
+    }
+    decision = {
+        "created_at": 1.0,
+        "source": "webhook",
+        "action": "block",
+        "reason": "r",
+        "confidence": 95.0,
+        "forced": False,
+    }
+    taken: list[tuple[int, int]] = []
+    for _batch in range(2):
+        with store.gate_transaction() as view:
+            view.expect(2)
+            for _ in range(3):  # one more than expected
+                request_id = Store.insert_request(view, row)
+                taken.append(
+                    (
+                        request_id,
+                        Store.insert_decision(view, {**decision, "request_id": request_id}),
+                    )
+                )
+    requests = [request_id for request_id, _ in taken]
+    decisions = [decision_id for _, decision_id in taken]
+    assert requests == sorted(set(requests)) and decisions == sorted(set(decisions))
+    with store.reading() as connection:
+        stored = connection.execute(
+            sa.select(t.decisions.c.id, t.decisions.c.request_id).order_by(t.decisions.c.id)
+        ).all()
+    assert [tuple(r) for r in stored] == [(d, r) for r, d in taken]

@@ -186,6 +186,7 @@ class Pipeline:
         entries: list[dict[str, Any]] = []
         decisions: list[Decision] = []
         with self.store.gate_transaction() as view:
+            view.expect(len(resolved))  # a request and a decision each
             now = self.clock.now()
             for entry_item in resolved:
                 line: dict[str, Any] | None

@@ -96,6 +96,12 @@ def _prepared() -> dict[str, Any]:
         "next_ids": sa.text(
             "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
         ),
+        # Both queued tables (_QUEUED's order) at once.
+        "next_queued_ids": sa.text(
+            "SELECT nextval(pg_get_serial_sequence('requests', 'id')),"
+            " nextval(pg_get_serial_sequence('decisions', 'id'))"
+            " FROM generate_series(1, :count)"
+        ),
     }
 
 
@@ -114,7 +120,7 @@ def _sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
     ) | {"since": 0.0, "limit": 0}
     compiled = {}
     for name, query in _QUERIES.items():
-        if name == "next_ids":
+        if name in ("next_ids", "next_queued_ids"):
             continue
         state = query.compile(dialect=sqlite.dialect()).construct_expanded_state(
             placeholders, escape_names=False
@@ -129,7 +135,6 @@ _INSERT_EXECUTION = t.executions.insert()
 _INSERT_EXECUTION_KEY = t.execution_keys.insert()
 # Tables whose rows a gate transaction queues and writes in one statement per batch.
 _QUEUED = ("requests", "decisions")
-_ID_BLOCK = 64
 # The newest id of each queued table, in _QUEUED's order.
 _SQLITE_LATEST_IDS = (
     "SELECT (SELECT COALESCE(MAX(id), 0) FROM requests),"
@@ -193,18 +198,24 @@ class GateView:
             row_id = self._next_id[name]
             self._next_id[name] = row_id + 1
             return row_id
-        # PostgreSQL: ids come from the table's own sequence, a few at a time (a gap
-        # left by an unused one is as harmless as a rolled-back insert's).
+        # PostgreSQL: ids come from the table's own sequence, all at once when the
+        # transaction said how many rows it would queue (`expect`), else one by one. A
+        # gap left by an unused one is as harmless as a rolled-back insert's.
         spare = self._ids.setdefault(name, [])
         if not spare:
-            spare.extend(
-                int(row[0])
-                for row in self._connection.execute(
-                    _QUERIES["next_ids"], {"table": name, "count": _ID_BLOCK}
-                )
-            )
-            spare.reverse()
+            row = self._connection.execute(_QUERIES["next_ids"], {"table": name, "count": 1})
+            spare.append(int(row.scalar_one()))
         return spare.pop()
+
+    def expect(self, rows: int) -> None:
+        """This transaction will queue about `rows` rows per table: on PostgreSQL the ids
+        of both tables are taken from their sequences now, in one round trip."""
+        if self._sqlite or rows < 1:
+            return
+        fetched = self._connection.execute(_QUERIES["next_queued_ids"], {"count": rows}).all()
+        for position, name in enumerate(_QUEUED):
+            # Popped from the end: the first row queued gets the lowest id.
+            self._ids.setdefault(name, []).extend(int(row[position]) for row in reversed(fetched))
 
     def flush(self) -> None:
         """Write every queued row: requests first, then the decisions that refer to them."""
