@@ -2,14 +2,19 @@
 transaction, so durability costs one fsync per batch, not per alert.
 
 Concurrent requests leave their items with the writer and await a future. When
-the writer is idle the first request wakes it; while it commits a batch, the
-requests that arrive meanwhile wait together and make the next batch, which it
-takes itself as soon as it is done. So the event loop and the writer thread hand
-work to each other once per batch, not once per request. Each batch is decided
-in one serialized transaction; every request of it is answered with its own
-decisions at once (one wake-up of the event loop), and only then are the batch's
-audit lines appended (one write). The audit log is the store's mirror, not the
-record: its fsync happens when the writer is idle and at least once a second.
+the writer is idle, the first request does not wake it at once: it lets its event
+loop run what is already ready first (the other requests read in the same round,
+up to MAX_SETTLE_ROUNDS turns while more keep arriving), so they make one batch
+with it; at c=10 a batch then holds about 10 alerts instead of about 6, and the
+per-batch work (the transaction, the fsync, the first alert's checks) is shared by
+more. While the writer commits a batch, the requests that arrive meanwhile wait
+together and make the next batch, which it takes itself as soon as it is done.
+So the event loop and the writer thread hand work to each other once per batch,
+not once per request. Each batch is decided in one serialized transaction; every
+request of it is answered with its own decisions at once (one wake-up of the event
+loop), and only then are the batch's audit lines appended (one write). The audit
+log is the store's mirror, not the record: its fsync happens when the writer is
+idle and at least once a second.
 
 A store failure fails the whole batch (each request answers 503 and Alertmanager
 retries); nothing is acknowledged that was not committed.
@@ -31,6 +36,8 @@ from remediate.pipeline.request import Decision, Note, Request
 log = logging.getLogger("remediate.writer")
 
 MAX_BATCH_ITEMS = 2000
+# Turns of the event loop an idle writer waits for while the batch is still growing.
+MAX_SETTLE_ROUNDS = 4
 # Audit lines are fsynced once the writer has had nothing to do for IDLE_SYNC_SECONDS,
 # and at least every AUDIT_SYNC_SECONDS under load.
 AUDIT_SYNC_SECONDS = 1.0
@@ -54,6 +61,8 @@ class DecisionWriter:
         self._lock = threading.Lock()
         self._pending: list[_Job] = []
         self._busy = False  # the writer holds a batch; new jobs wait in _pending
+        # Event loops with a hand-over scheduled (one at a time per loop).
+        self._settling: set[asyncio.AbstractEventLoop] = set()
         self._wake: queue.Queue[list[_Job] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,13 +78,32 @@ class DecisionWriter:
         future: asyncio.Future[list[Decision]] = loop.create_future()
         with self._lock:
             self._pending.append(_Job(items, future, loop))
-            wake = not self._busy
-            if wake:
-                self._busy = True
-                jobs, self._pending = self._pending, []
-        if wake:
-            self._wake.put(jobs)
+            schedule = not self._busy and loop not in self._settling
+            if schedule:
+                self._settling.add(loop)
+        if schedule:
+            loop.call_soon(self._hand_over, loop, 1, 0)
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, seen: int, rounds: int) -> None:
+        """On the event loop: once the batch stops growing (or after MAX_SETTLE_ROUNDS
+        turns), wake the writer with every waiting job, unless it is already busy (it
+        then takes them itself after its batch)."""
+        with self._lock:
+            waiting = len(self._pending)
+            if rounds < MAX_SETTLE_ROUNDS and (rounds == 0 or waiting > seen):
+                again = True
+            else:
+                again = False
+                self._settling.discard(loop)
+                wake = not self._busy and waiting > 0
+                if wake:
+                    self._busy = True
+                    jobs, self._pending = self._pending, []
+        if again:
+            loop.call_soon(self._hand_over, loop, waiting, rounds + 1)
+        elif wake:
+            self._wake.put(jobs)
 
     def _take(self) -> list[_Job] | None:
         """The jobs that arrived during the last batch, or None (and idle) if none did."""
