@@ -196,3 +196,20 @@ def test_a_fresh_sqlite_store_is_created_without_importing_alembic(tmp_path: Pat
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False False"  # nor PostgreSQL's dialect
+
+
+def test_the_sqlite_ddl_module_is_rendered_from_the_tables() -> None:
+    """SQLite's first start runs DDL rendered ahead of time (store/sqlite_ddl.py): it must
+    be what the metadata renders now. After changing tables.py, regenerate it with
+    `python -m remediate.store.schema`."""
+    from remediate.store.sqlite_ddl import STATEMENTS
+
+    assert schema.render_sqlite_ddl() == STATEMENTS
+
+
+def test_a_database_holding_only_a_view_is_left_to_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'view.db'}"
+    on(url, lambda connection: connection.execute(sa.text("CREATE VIEW one AS SELECT 1 AS x")))
+    created_there: list[bool] = []
+    on(url, lambda connection: created_there.append(schema.create_if_empty(connection, head="x")))
+    assert created_there == [False]
