@@ -135,7 +135,8 @@ def payload_200(url: str, runs: int = 20) -> dict[str, float]:
     return {"median_ms": statistics.median(timings), "max_ms": timings[-1]}
 
 
-def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int) -> dict[str, Any]:
+def spawn(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, float]:
+    """The server pinned to core 0 on a free port: its process, port and spawn time."""
     port = free_port()
     started = time.monotonic()
     process = subprocess.Popen(
@@ -144,6 +145,11 @@ def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return process, port, started
+
+
+def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int) -> dict[str, Any]:
+    process, port, started = spawn(argv, env)
     base = f"http://127.0.0.1:{port}"
     try:
         start_s = wait_health(f"{base}/health", process, started)
@@ -187,14 +193,7 @@ def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int
 
 def start_ms(argv: list[str], env: dict[str, str]) -> float:
     """Milliseconds from spawning the server (pinned to core 0) to its first 2xx /health."""
-    port = free_port()
-    started = time.monotonic()
-    process = subprocess.Popen(
-        ["taskset", "-c", "0", *argv, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process, port, started = spawn(argv, env)
     try:
         return wait_health(f"http://127.0.0.1:{port}/health", process, started) * 1000
     finally:

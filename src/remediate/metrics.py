@@ -47,6 +47,11 @@ class StoreCollector(Collector):
         self.clock = clock
         self._lock = threading.Lock()
         self._settled: dict[str, _Settled] = {}
+        self._aggregates = {
+            "executions": _aggregates_of_executions(settings),
+            "decisions": _AGGREGATES_OF_DECISIONS,
+            "impacts": _AGGREGATES_OF_IMPACTS,
+        }
 
     def collect(self) -> Iterator[Metric]:
         with self._lock, self.store.reading() as connection:
@@ -68,12 +73,13 @@ class StoreCollector(Collector):
             sa.select(sa.func.min(e.c.id)).where(e.c.status.in_(("queued", "running")))
         ).scalar()
         tables = {
-            "executions": (e, e.c.admitted_at, _aggregates_of_executions(self.settings)),
-            "decisions": (d, d.c.created_at, _AGGREGATES_OF_DECISIONS),
-            "impacts": (i, i.c.at, _AGGREGATES_OF_IMPACTS),
+            "executions": (e, e.c.admitted_at),
+            "decisions": (d, d.c.created_at),
+            "impacts": (i, i.c.at),
         }
         merged: dict[str, dict[tuple[Any, ...], list[Any]]] = {}
-        for name, (table, stamp_column, aggregates) in tables.items():
+        for name, (table, stamp_column) in tables.items():
+            aggregates = self._aggregates[name]
             newest = connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
             upto = newest if name != "executions" or unfinished is None else unfinished - 1
             settled = self._settled.get(name)
