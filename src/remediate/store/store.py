@@ -93,9 +93,7 @@ def _prepared() -> dict[str, Any]:
             e.c.playbook == sa.bindparam("playbook"), e.c.status.in_(("queued", "running"))
         ),
         "flag": sa.select(f.c.value).where(f.c.name == sa.bindparam("name")),
-        "next_ids": sa.text(
-            "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
-        ),
+        "next_id": sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"),
         # Both queued tables (_QUEUED's order) at once.
         "next_queued_ids": sa.text(
             "SELECT nextval(pg_get_serial_sequence('requests', 'id')),"
@@ -120,7 +118,7 @@ def _sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
     ) | {"since": 0.0, "limit": 0}
     compiled = {}
     for name, query in _QUERIES.items():
-        if name in ("next_ids", "next_queued_ids"):
+        if name in ("next_id", "next_queued_ids"):
             continue
         state = query.compile(dialect=sqlite.dialect()).construct_expanded_state(
             placeholders, escape_names=False
@@ -203,7 +201,7 @@ class GateView:
         # gap left by an unused one is as harmless as a rolled-back insert's.
         spare = self._ids.setdefault(name, [])
         if not spare:
-            row = self._connection.execute(_QUERIES["next_ids"], {"table": name, "count": 1})
+            row = self._connection.execute(_QUERIES["next_id"], {"table": name})
             spare.append(int(row.scalar_one()))
         return spare.pop()
 
