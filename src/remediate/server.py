@@ -7,10 +7,13 @@ import ipaddress
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from remediate.config.models import Settings
 from remediate.errors import UsageError
+
+FIRST_TEXTFILE_DELAY_SECONDS = 1.0
 
 
 def is_loopback(host: str) -> bool:
@@ -79,7 +82,18 @@ def _serve(
         logging.getLogger("remediate").warning(
             "marked %d execution(s) interrupted: %s", len(interrupted), interrupted
         )
-    runtime.write_textfile()
+    # The node-exporter textfile is first written in the background a moment after the
+    # server is up: over a long history that first count takes seconds (and SQLAlchemy),
+    # and alerts must not wait for it. Every recorded execution rewrites it anyway.
+    stopping = threading.Event()
+
+    def first_textfile() -> None:
+        if not stopping.wait(FIRST_TEXTFILE_DELAY_SECONDS):
+            runtime.write_textfile()
+
+    textfile = threading.Thread(target=first_textfile, name="remediate-textfile", daemon=True)
+    if settings.textfile_path() is not None:
+        textfile.start()
     worker = Worker(runtime.pipeline)
     log = logging.getLogger("remediate")
     actual_port = settings.server.port if port is None else port
@@ -123,6 +137,7 @@ def _serve(
             timeout_graceful_shutdown=10,
         )
     finally:
+        stopping.set()
         if scheduler is not None:
             scheduler.stop()
         sampler.stop()

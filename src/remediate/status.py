@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
 from remediate.runtime import Runtime
-from remediate.store import GateView
-from remediate.store import tables as t
+
+# Plain SQL, the same on SQLite and PostgreSQL: /health runs this, and on SQLite it runs
+# on the driver alone (SQLAlchemy is not imported for it).
+_LATEST = (
+    "SELECT e.playbook, e.status, e.admitted_at FROM executions e"
+    " JOIN (SELECT MAX(id) AS id FROM executions GROUP BY playbook) latest"
+    " ON e.id = latest.id"
+)
+_RUNNING = (
+    "SELECT id, playbook, target, started_at, lease_owner FROM executions"
+    " WHERE status = 'running' ORDER BY id"
+)
+_QUEUED = "SELECT count(*) FROM executions WHERE status = 'queued'"
+_PENDING = "SELECT count(*) FROM approvals WHERE status = 'pending' AND expires_at > :now"
 
 
 def collect_status(runtime: Runtime, *, sweep: bool = True) -> dict[str, Any]:
@@ -18,20 +28,8 @@ def collect_status(runtime: Runtime, *, sweep: bool = True) -> dict[str, Any]:
     now = runtime.clock.now()
     if sweep:
         runtime.pipeline.recover()
-    e, a = t.executions, t.approvals
-    with runtime.store.reading() as connection:
-        view = GateView(connection)
-        last = connection.execute(
-            sa.select(e.c.playbook, sa.func.max(e.c.id)).group_by(e.c.playbook)
-        ).all()
-        last_rows = {
-            row.playbook: row
-            for row in connection.execute(
-                sa.select(e.c.playbook, e.c.status, e.c.admitted_at).where(
-                    e.c.id.in_([execution_id for _, execution_id in last])
-                )
-            )
-        }
+    with runtime.store.reading_view() as view:
+        last_rows = {row[0]: row for row in view.select(_LATEST)}
         playbooks = sorted(set(runtime.registry.names()) | set(last_rows))
         rows = []
         for name in playbooks:
@@ -43,26 +41,16 @@ def collect_status(runtime: Runtime, *, sweep: bool = True) -> dict[str, Any]:
                     "breaker": breaker.state,
                     "consecutive_failures": breaker.consecutive_failures,
                     "breaker_reopens_at": breaker.reopens_at,
-                    "last_run": latest.admitted_at if latest else None,
-                    "last_status": latest.status if latest else None,
+                    "last_run": latest[2] if latest else None,
+                    "last_status": latest[1] if latest else None,
                 }
             )
         running = [
-            dict(row)
-            for row in connection.execute(
-                sa.select(e.c.id, e.c.playbook, e.c.target, e.c.started_at, e.c.lease_owner).where(
-                    e.c.status == "running"
-                )
-            ).mappings()
+            dict(zip(("id", "playbook", "target", "started_at", "lease_owner"), row, strict=True))
+            for row in view.select(_RUNNING)
         ]
-        queued = connection.execute(
-            sa.select(sa.func.count()).select_from(e).where(e.c.status == "queued")
-        ).scalar()
-        pending = connection.execute(
-            sa.select(sa.func.count())
-            .select_from(a)
-            .where(a.c.status == "pending", a.c.expires_at > now)
-        ).scalar()
+        queued = view.select(_QUEUED)[0][0]
+        pending = view.select(_PENDING, now=now)[0][0]
         paused = view.flag("paused")
     return {
         "paused": paused or False,

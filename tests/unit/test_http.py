@@ -44,7 +44,7 @@ def test_health_is_503_when_the_store_is_unreachable(tmp_path: Path, clock: Manu
     runtime = runtime_for(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", clock)
     (tmp_path / "db.sqlite").unlink()
     (tmp_path / "db.sqlite").mkdir()  # a directory where the database was: unusable
-    runtime.store.engine.dispose()
+    runtime.store.close()  # drop the open connections: the next ones open the directory
     with TestClient(create_app(runtime)) as client:
         response = client.get("/health")
         metrics = client.get("/metrics")

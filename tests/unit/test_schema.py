@@ -207,6 +207,16 @@ def test_the_sqlite_ddl_module_is_rendered_from_the_tables() -> None:
     assert schema.render_sqlite_ddl() == STATEMENTS
 
 
+def test_the_gate_statements_are_rendered_from_the_tables_and_queries() -> None:
+    """The gate's SQLite queries and the queued tables' JSON columns and defaults are
+    rendered ahead of time too (serve decides alerts without importing SQLAlchemy)."""
+    from remediate.store.sqlite_ddl import GATE_QUERIES, QUEUED_COLUMNS
+    from remediate.store.store import render_sqlite_columns, render_sqlite_queries
+
+    assert render_sqlite_queries() == GATE_QUERIES
+    assert render_sqlite_columns() == QUEUED_COLUMNS
+
+
 def test_a_database_holding_only_a_view_is_left_to_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'view.db'}"
     on(url, lambda connection: connection.execute(sa.text("CREATE VIEW one AS SELECT 1 AS x")))

@@ -15,7 +15,6 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from remediate.autonomous import accuracy, samples
 from remediate.clock import Clock
 from remediate.config.models import Settings
 from remediate.errors import RemediateError
@@ -56,6 +55,9 @@ class Sampler:
 
     def sample_once(self) -> Round:
         """One round: sample (unless Prometheus has the history), store, prune, score."""
+        # Imported here: they need SQLAlchemy, which serve imports only once it is needed.
+        from remediate.autonomous import accuracy, samples
+
         config = self.settings.autonomous
         now = self.clock.now()
         result = Round(now)

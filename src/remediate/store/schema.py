@@ -53,21 +53,11 @@ def create_if_empty(connection: Connection, *, head: str) -> bool:
 def _create_sqlite_if_empty(connection: Connection, *, head: str) -> bool:
     """SQLite: the same schema from its DDL rendered ahead of time (sqlite_ddl.py):
     compiling 34 statements at every first start took about 30 ms of `serve`'s 400."""
-    from remediate.store.sqlite_ddl import STATEMENTS
+    from remediate.store.store import create_sqlite_schema
 
-    found = connection.exec_driver_sql(
-        "SELECT count(*) FROM sqlite_master"
-        " WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
-    ).scalar()
-    if found:
-        return False
-    for statement in STATEMENTS:
-        connection.exec_driver_sql(statement)
-    connection.exec_driver_sql(
-        f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (?)",  # noqa: S608
-        (head,),
-    )
-    return True
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    return create_sqlite_schema(raw, head=head)
 
 
 def render_sqlite_ddl() -> tuple[str, ...]:
@@ -89,14 +79,33 @@ SQLITE_DDL_MODULE = Path(__file__).with_name("sqlite_ddl.py")
 
 
 def write_sqlite_ddl(path: Path = SQLITE_DDL_MODULE) -> None:
-    """Regenerate sqlite_ddl.py after a change to the tables (a test says when)."""
+    """Regenerate sqlite_ddl.py after a change to the tables or the gate's queries (a
+    test says when)."""
+    from remediate.store.store import render_sqlite_columns, render_sqlite_queries
+
     body = "".join(f"    {statement!r},\n" for statement in render_sqlite_ddl())
+    queries = "".join(
+        f"    {name!r}: {query!r},\n" for name, query in render_sqlite_queries().items()
+    )
+    columns = "".join(
+        f"    {name!r}: {value!r},\n" for name, value in render_sqlite_columns().items()
+    )
     path.write_text(
         "# ruff: noqa: E501\n"
-        '"""The SQLite schema at SCHEMA_HEAD, rendered from tables.py by\n'
-        "`python -m remediate.store.schema` (tests/unit/test_schema.py keeps it equal).\n"
+        '"""The SQLite schema at SCHEMA_HEAD, the gate\'s queries and what the rows it queues\n'
+        "take from column defaults, rendered from tables.py and store.py by\n"
+        "`python -m remediate.store.schema` (tests/unit/test_schema.py keeps them equal).\n"
+        "With them `remediate serve` starts, answers /health and decides alerts on SQLite\n"
+        "without importing SQLAlchemy.\n"
         '"""\n\n'
-        f"STATEMENTS = (\n{body})\n"
+        "from typing import Any\n\n"
+        f"STATEMENTS = (\n{body})\n\n"
+        "# name -> (SQL, parameter order, fixed parameter values)\n"
+        "GATE_QUERIES: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {\n"
+        f"{queries}}}\n\n"
+        "# table -> (JSON columns, column defaults)\n"
+        "QUEUED_COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {\n"
+        f"{columns}}}\n"
     )
 
 

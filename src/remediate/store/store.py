@@ -17,20 +17,61 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from remediate import jsontext
 from remediate.errors import StoreError
-from remediate.store import tables as t
+from remediate.store import sqlite_ddl
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from remediate.store import tables as t
+else:
+
+    class _OnFirstUse:
+        """Stands for SQLAlchemy (`sa`) or the table definitions (`t`) until first used.
+
+        Importing SQLAlchemy takes about 100 ms and 15 MB. `remediate serve` on SQLite
+        starts, answers /health and decides alerts on the driver alone (the queries are
+        rendered ahead of time in sqlite_ddl.py); SQLAlchemy is imported the first time
+        anything else needs it, and from then on these names are the modules themselves.
+        """
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        def __getattr__(self, attribute: str) -> Any:
+            _load_sqlalchemy()
+            return getattr(globals()[self._name], attribute)
+
+    sa = _OnFirstUse("sa")
+    t = _OnFirstUse("t")
+
+
+def _load_sqlalchemy() -> None:
+    """Bind `sa` and `t` to the real modules (the import system serializes threads)."""
+    global sa, t
+    import sqlalchemy
+
+    from remediate.store import tables
+
+    sa, t = sqlalchemy, tables
+
+
+def _from_sqlalchemy(error: BaseException) -> TypeGuard[SQLAlchemyError]:
+    """Whether `error` is SQLAlchemy's (never true before SQLAlchemy was imported)."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(error, exc.SQLAlchemyError)
+
 
 # The newest migration in store/migrations/versions; a test keeps the two in step.
 SCHEMA_HEAD = "0007"
@@ -62,7 +103,8 @@ class Outcome:
     finished_at: float | None
 
 
-def _prepared() -> dict[str, Any]:
+@functools.cache
+def _queries() -> dict[str, Any]:
     """The gate's queries, built once with bound parameters: SQLAlchemy then reuses
     their compiled form, which matters on the webhook's hot path."""
     e, k, f = t.executions, t.execution_keys, t.flags
@@ -103,12 +145,10 @@ def _prepared() -> dict[str, Any]:
     }
 
 
-_QUERIES = _prepared()
-
-
-def _sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
+def render_sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
     """The gate's queries as SQLite text with their parameter order and fixed values:
-    run on the driver's connection, they skip SQLAlchemy's per-statement work."""
+    run on the driver's connection, they skip SQLAlchemy's per-statement work. They are
+    rendered ahead of time into sqlite_ddl.py (a test keeps it equal to this)."""
     from sqlalchemy.dialects import sqlite
 
     # Placeholders for the values each call binds; literal ones (attempt = 1, the IN
@@ -117,7 +157,7 @@ def _sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
         ("playbook", "alertname", "rule", "key", "name"), ""
     ) | {"since": 0.0, "limit": 0}
     compiled = {}
-    for name, query in _QUERIES.items():
+    for name, query in _queries().items():
         if name in ("next_id", "next_queued_ids"):
             continue
         state = query.compile(dialect=sqlite.dialect()).construct_expanded_state(
@@ -128,9 +168,40 @@ def _sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
     return compiled
 
 
-_SQLITE_QUERIES = _sqlite_queries()
-_INSERT_EXECUTION = t.executions.insert()
-_INSERT_EXECUTION_KEY = t.execution_keys.insert()
+def render_sqlite_columns() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
+    """For each queued table: its JSON columns, and the values SQLAlchemy's column
+    defaults give the columns a row leaves out (JSON already as text). Rendered ahead of
+    time into sqlite_ddl.py, like the queries."""
+    columns = {}
+    for name in _QUEUED:
+        table = t.metadata.tables[name]
+        json_columns = tuple(c.name for c in table.columns if isinstance(c.type, sa.JSON))
+        defaults: dict[str, Any] = {}
+        for column in table.columns:
+            default = column.default
+            if default is None:
+                continue
+            # A callable default is SQLAlchemy's wrapper, called with the execution context.
+            value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+            defaults[column.name] = _dumps(value) if column.name in json_columns else value
+        columns[name] = (json_columns, defaults)
+    return columns
+
+
+_SQLITE_QUERIES = sqlite_ddl.GATE_QUERIES
+_SQLITE_COLUMNS = sqlite_ddl.QUEUED_COLUMNS
+
+
+@functools.cache
+def _insert_execution() -> Any:
+    return t.executions.insert()
+
+
+@functools.cache
+def _insert_execution_key() -> Any:
+    return t.execution_keys.insert()
+
+
 # Tables whose rows a gate transaction queues and writes in one statement per batch.
 _QUEUED = ("requests", "decisions")
 # The newest id of each queued table, in _QUEUED's order.
@@ -150,12 +221,26 @@ class GateView:
     hot path that replaces a statement per row with one per batch.
     """
 
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._sqlite = connection.dialect.name == "sqlite"
-        # SQLite: the gate's reads and queued writes go straight to the driver's
-        # connection (same transaction); PostgreSQL goes through SQLAlchemy.
-        self._raw: Any = connection.connection.driver_connection if self._sqlite else None
+    def __init__(
+        self,
+        connection: Connection | sqlite3.Connection,
+        *,
+        through_sqlalchemy: Callable[[], Connection] | None = None,
+    ) -> None:
+        """`connection`: SQLAlchemy's, or on SQLite the driver's own, in which case
+        `through_sqlalchemy` opens a SQLAlchemy connection on that same driver connection
+        (same transaction) the first time anything reaches for `connection`."""
+        self._connection: Connection | None
+        self._raw: Any
+        if isinstance(connection, sqlite3.Connection):
+            self._connection, self._raw, self._sqlite = None, connection, True
+        else:
+            self._connection = connection
+            self._sqlite = connection.dialect.name == "sqlite"
+            # SQLite: the gate's reads and queued writes go straight to the driver's
+            # connection (same transaction); PostgreSQL goes through SQLAlchemy.
+            self._raw = connection.connection.driver_connection if self._sqlite else None
+        self._through_sqlalchemy = through_sqlalchemy
         self._flags: dict[str, Any] = {}
         # Answers are remembered for the transaction until an execution is admitted:
         # a notification's alerts mostly ask the same questions (same playbook, same
@@ -171,14 +256,31 @@ class GateView:
     def connection(self) -> Connection:
         """The transaction's connection, with every queued row written first."""
         self.flush()
+        return self._sa()
+
+    def _sa(self) -> Connection:
+        """The SQLAlchemy connection, without writing queued rows first."""
+        if self._connection is None:
+            if self._through_sqlalchemy is None:
+                raise RuntimeError("this gate view has no SQLAlchemy connection")
+            self._connection = self._through_sqlalchemy()
         return self._connection
 
-    def queue(self, table: sa.Table, values: Mapping[str, Any]) -> int:
+    def select(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
+        """Rows of a plain SQL query with `:name` parameters, on the view's connection."""
+        if self._raw is not None:
+            try:
+                return list(self._raw.execute(sql, parameters).fetchall())
+            except sqlite3.Error as error:
+                raise _driver_error(error, "reading") from error
+        return [tuple(row) for row in self.connection.execute(sa.text(sql), parameters)]
+
+    def queue(self, table: str, values: Mapping[str, Any]) -> int:
         """Queue one row for `table` (requests or decisions) and return its id."""
-        if table.name not in _QUEUED:
-            raise ValueError(f"rows of {table.name} are not queued")
-        row_id = self._allocate(table.name)
-        self._pending.setdefault(table.name, []).append({"id": row_id, **values})
+        if table not in _QUEUED:
+            raise ValueError(f"rows of {table} are not queued")
+        row_id = self._allocate(table)
+        self._pending.setdefault(table, []).append({"id": row_id, **values})
         return row_id
 
     def _allocate(self, name: str) -> int:
@@ -201,7 +303,7 @@ class GateView:
         # gap left by an unused one is as harmless as a rolled-back insert's.
         spare = self._ids.setdefault(name, [])
         if not spare:
-            row = self._connection.execute(_QUERIES["next_id"], {"table": name})
+            row = self._sa().execute(_queries()["next_id"], {"table": name})
             spare.append(int(row.scalar_one()))
         return spare.pop()
 
@@ -210,7 +312,7 @@ class GateView:
         of both tables are taken from their sequences now, in one round trip."""
         if self._sqlite or rows < 1:
             return
-        fetched = self._connection.execute(_QUERIES["next_queued_ids"], {"count": rows}).all()
+        fetched = self._sa().execute(_queries()["next_queued_ids"], {"count": rows}).all()
         for position, name in enumerate(_QUEUED):
             # Popped from the end: the first row queued gets the lowest id.
             self._ids.setdefault(name, []).extend(int(row[position]) for row in reversed(fetched))
@@ -224,12 +326,12 @@ class GateView:
             rows = pending.get(name)
             if not rows:
                 continue
-            table = t.metadata.tables[name]
             if self._raw is not None:
-                _insert_sqlite(self._raw, table, rows)
+                _insert_sqlite(self._raw, name, rows)
             else:
+                table = t.metadata.tables[name]
                 for group in _by_columns(rows):
-                    self._connection.execute(table.insert(), group)
+                    self._sa().execute(table.insert(), group)
 
     def admitted(self) -> None:
         """An execution was inserted in this transaction: forget remembered answers."""
@@ -238,7 +340,7 @@ class GateView:
 
     def _rows(self, name: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         if self._raw is None:
-            return [tuple(row) for row in self._connection.execute(_QUERIES[name], parameters)]
+            return [tuple(row) for row in self._sa().execute(_queries()[name], parameters)]
         sql, order, fixed = _SQLITE_QUERIES[name]
         values = [parameters[key] if key in parameters else fixed[key] for key in order]
         try:
@@ -296,24 +398,50 @@ class GateView:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.is_sqlite = engine.dialect.name == "sqlite"
+    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
+        self.url = url
+        self.busy_timeout = busy_timeout
+        self.is_sqlite = url.startswith("sqlite")
+        # A SQLite file is also read and written on the driver's own connections, without
+        # SQLAlchemy (an in-memory database exists only on SQLAlchemy's connection).
+        self._path = _sqlite_file(url) if self.is_sqlite else None
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
         # Threads of one process queue here for the write lock instead of in SQLite's
         # busy handler, which sleeps in steps of up to 100 ms.
         self._write_lock = threading.Lock()
+        self._gate: sqlite3.Connection | None = None  # used under the write lock only
+        self._gate_engine: Engine | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        """SQLAlchemy's engine, created (and SQLAlchemy imported) on first use."""
+        if self._engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = _create_engine(self.url, busy_timeout=self.busy_timeout)
+        return self._engine
 
     # --- opening and migrating ----------------------------------------------------------
 
     @classmethod
     def open(cls, url: str, *, busy_timeout: float = 5.0, migrate: bool = True) -> Store:
-        engine = _create_engine(url, busy_timeout=busy_timeout)
-        store = cls(engine)
+        store = cls(url, busy_timeout=busy_timeout)
         if migrate:
             store.migrate()
         return store
 
     def schema_version(self) -> str | None:
+        if self._path is not None:
+            with self._raw_read("reading the schema version") as raw:
+                if not raw.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+                ).fetchone():
+                    return None
+                row = raw.execute("SELECT version_num FROM alembic_version").fetchone()
+                return str(row[0]) if row else None
         try:
             with self.engine.connect() as connection:
                 if not sa.inspect(connection).has_table("alembic_version"):
@@ -321,12 +449,17 @@ class Store:
                 return connection.execute(
                     sa.text("SELECT version_num FROM alembic_version")
                 ).scalar()
-        except SQLAlchemyError as error:
-            raise _store_error(error, "reading the schema version") from error
+        except Exception as error:
+            if _from_sqlalchemy(error):
+                raise _store_error(error, "reading the schema version") from error
+            raise
 
     def migrate(self) -> None:
         """Bring the schema to the newest version; cheap when it already is."""
-        if self.schema_version() == SCHEMA_HEAD:
+        version = self.schema_version()
+        if version == SCHEMA_HEAD:
+            return
+        if version is None and self._path is not None and self._create_sqlite_schema():
             return
         from remediate.store.schema import upgrade
 
@@ -335,11 +468,100 @@ class Store:
             # goes through the migrations.
             with self._write() as connection:
                 upgrade(connection, head=SCHEMA_HEAD)
-        except SQLAlchemyError as error:
-            raise _store_error(error, "migrating the schema") from error
+        except Exception as error:
+            if _from_sqlalchemy(error):
+                raise _store_error(error, "migrating the schema") from error
+            raise
+
+    def _create_sqlite_schema(self) -> bool:
+        """An empty SQLite file gets the schema from its pre-rendered DDL, on the driver:
+        False when the database holds any table or view (alembic's business then)."""
+        with self._write_lock:
+            raw = self._gate_connection()
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    created = create_sqlite_schema(raw, head=SCHEMA_HEAD)
+                    raw.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:
+                        raw.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise _driver_error(error, "creating the schema") from error
+        return created
 
     def close(self) -> None:
-        self.engine.dispose()
+        with self._write_lock:
+            if self._gate_engine is not None:
+                self._gate_engine.dispose()
+            if self._gate is not None:
+                self._gate.close()
+                self._gate = None
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for raw in readers:
+            raw.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # --- the driver's own connections (SQLite files) -------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self._path is not None
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(
+            self._path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        _pragmas(raw, self.busy_timeout)
+        return raw
+
+    def _gate_connection(self) -> sqlite3.Connection:
+        """The connection gate transactions write on (the caller holds the write lock)."""
+        if self._gate is None:
+            try:
+                self._gate = self._connect()
+            except sqlite3.Error as error:
+                raise _driver_error(error, "opening the store") from error
+        return self._gate
+
+    @contextmanager
+    def _raw_read(self, doing: str = "reading") -> Iterator[sqlite3.Connection]:
+        """A read transaction on one of the driver's connections (kept for reuse)."""
+        with self._readers_lock:
+            raw = self._readers.pop() if self._readers else None
+        try:
+            if raw is None:
+                raw = self._connect()
+            raw.execute("BEGIN")
+        except sqlite3.Error as error:
+            if raw is not None:
+                raw.close()
+            raise _driver_error(error, doing) from error
+        try:
+            yield raw
+        except sqlite3.Error as error:
+            raise _driver_error(error, doing) from error
+        finally:
+            try:
+                raw.execute("ROLLBACK")
+            except sqlite3.Error:
+                raw.close()  # a broken connection is not kept
+            else:
+                with self._readers_lock:
+                    self._readers.append(raw)
+
+    def _through_sqlalchemy(self, raw: sqlite3.Connection) -> Connection:
+        """A SQLAlchemy connection on the gate's own driver connection, inside the
+        transaction that is open on it (its commit and rollback stay with the gate)."""
+        if self._gate_engine is None:
+            from sqlalchemy.pool import StaticPool
+
+            held = _TransactionHeld(raw)
+            self._gate_engine = sa.create_engine(
+                "sqlite://", creator=lambda: held, poolclass=StaticPool, json_serializer=_dumps
+            )
+        return self._gate_engine.connect()
 
     # --- transactions -------------------------------------------------------------------
 
@@ -367,10 +589,12 @@ class Store:
                             sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _GATE_LOCK}
                         )
                         yield connection
-        except SQLAlchemyError as error:
-            raise _store_error(error, "writing") from error
         except sqlite3.Error as error:
             raise _driver_error(error, "writing") from error
+        except Exception as error:
+            if _from_sqlalchemy(error):
+                raise _store_error(error, "writing") from error
+            raise
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -385,16 +609,63 @@ class Store:
                 else:
                     with connection.begin():
                         yield connection
-        except SQLAlchemyError as error:
-            raise _store_error(error, "reading") from error
+        except Exception as error:
+            if _from_sqlalchemy(error):
+                raise _store_error(error, "reading") from error
+            raise
 
     @contextmanager
     def gate_transaction(self) -> Iterator[GateView]:
-        """Serialized reads and writes for one gate decision: check, then record, atomically."""
-        with self._write() as connection:
-            view = GateView(connection)
-            yield view
-            view.flush()
+        """Serialized reads and writes for one gate decision: check, then record, atomically.
+
+        On a SQLite file the transaction runs on the driver's own connection: SQLAlchemy
+        joins it only when something reaches for `view.connection` (an admission, an
+        approval), and is imported then if it was not yet.
+        """
+        if self._path is None:
+            with self._write() as connection:
+                view = GateView(connection)
+                yield view
+                view.flush()
+            return
+        with self._write_lock:
+            raw = self._gate_connection()
+            joined: list[Connection] = []
+
+            def through_sqlalchemy() -> Connection:
+                joined.append(self._through_sqlalchemy(raw))
+                return joined[-1]
+
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise _driver_error(error, "writing") from error
+            try:
+                view = GateView(raw, through_sqlalchemy=through_sqlalchemy)
+                yield view
+                view.flush()
+                raw.execute("COMMIT")
+            except BaseException as error:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    raise _driver_error(error, "writing") from error
+                if _from_sqlalchemy(error):
+                    raise _store_error(error, "writing") from error
+                raise
+            finally:
+                for connection in joined:
+                    connection.close()
+
+    @contextmanager
+    def reading_view(self) -> Iterator[GateView]:
+        """A read transaction as a GateView: the gate's questions and `select`."""
+        if self._path is not None:
+            with self._raw_read() as raw:
+                yield GateView(raw)
+            return
+        with self._read() as connection:
+            yield GateView(connection)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -406,23 +677,23 @@ class Store:
     @staticmethod
     def insert_request(view: GateView, values: Mapping[str, Any]) -> int:
         """Queue a request row (written with the transaction's other rows) and return its id."""
-        return view.queue(t.requests, values)
+        return view.queue("requests", values)
 
     @staticmethod
     def insert_decision(view: GateView, values: Mapping[str, Any]) -> int:
         """Queue a decision row; its request must have been queued or written before."""
-        return view.queue(t.decisions, values)
+        return view.queue("decisions", values)
 
     @staticmethod
     def insert_execution(
         view: GateView, values: Mapping[str, Any], rule_keys: Mapping[str, str] | None = None
     ) -> int:
-        result = view.connection.execute(_INSERT_EXECUTION, dict(values))
+        result = view.connection.execute(_insert_execution(), dict(values))
         view.admitted()
         execution_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         if rule_keys:
             view.connection.execute(
-                _INSERT_EXECUTION_KEY,
+                _insert_execution_key(),
                 [
                     {
                         "execution_id": execution_id,
@@ -576,6 +847,15 @@ class Store:
         Found on every start and before each claim, so a crash never leaves an
         execution silently "running".
         """
+        if self._path is not None:
+            # Nearly always nothing is running: asked on the driver, that takes no
+            # SQLAlchemy (and no write lock). Whatever starts running later is claimed
+            # by a live process, and this is asked again before each claim.
+            with self._raw_read() as raw:
+                if not raw.execute(
+                    "SELECT 1 FROM executions WHERE status = 'running' LIMIT 1"
+                ).fetchone():
+                    return []
         e = t.executions
         host = socket.gethostname()
         with self._write() as connection:
@@ -612,7 +892,7 @@ class Store:
             row = connection.execute(sa.select(e).where(e.c.id == execution_id)).mappings().one()
             values = {key: row[key] for key in _ATTEMPT_COPIES}
             result = connection.execute(
-                _INSERT_EXECUTION,
+                _insert_execution(),
                 {**values, "attempt": row["attempt"] + 1, "admitted_at": now, "status": "queued"},
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -651,8 +931,8 @@ class Store:
                 connection.execute(t.flags.insert().values(name=name, value=value, updated_at=now))
 
     def flag(self, name: str) -> Any:
-        with self._read() as connection:
-            return GateView(connection).flag(name)
+        with self.reading_view() as view:
+            return view.flag(name)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -761,6 +1041,12 @@ class Store:
             return [dict(row) for row in rows]
 
     def queued(self) -> list[int]:
+        if self._path is not None:
+            with self._raw_read() as raw:
+                rows = raw.execute(
+                    "SELECT id FROM executions WHERE status = 'queued' ORDER BY id"
+                ).fetchall()
+            return [int(row[0]) for row in rows]
         e = t.executions
         with self._read() as connection:
             return [
@@ -771,6 +1057,10 @@ class Store:
             ]
 
     def ping(self) -> None:
+        if self._path is not None:
+            with self._raw_read() as raw:
+                raw.execute("SELECT 1").fetchone()
+            return
         with self._read() as connection:
             connection.execute(sa.text("SELECT 1"))
 
@@ -806,6 +1096,59 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The file of a plain `sqlite:///PATH` URL; None for memory or URL options."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path == ":memory:" or "?" in path or path.startswith("file:"):
+        return None
+    return path
+
+
+def _pragmas(raw: sqlite3.Connection, busy_timeout: float) -> None:
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("PRAGMA foreign_keys=ON")
+    raw.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+
+
+class _TransactionHeld:
+    """The gate's driver connection as SQLAlchemy sees it: every call goes through,
+    except `commit` and `rollback`, which the gate transaction alone issues. SQLAlchemy
+    rolls back when it first connects and when a connection is returned; here that
+    would end the gate's open transaction."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass  # the store closes the driver connection itself
+
+
+def create_sqlite_schema(raw: sqlite3.Connection, *, head: str) -> bool:
+    """On a SQLite database without tables or views, create the schema at `head` from
+    its DDL rendered ahead of time (sqlite_ddl.py), inside the caller's transaction;
+    False when the database holds any."""
+    found = raw.execute(
+        "SELECT count(*) FROM sqlite_master"
+        " WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+    ).fetchone()[0]
+    if found:
+        return False
+    for statement in sqlite_ddl.STATEMENTS:
+        raw.execute(statement)
+    raw.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (head,))
+    return True
+
+
 def _create_engine(url: str, *, busy_timeout: float) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -818,13 +1161,8 @@ def _create_engine(url: str, *, busy_timeout: float) -> Engine:
         )
 
         @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            cursor.close()
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            _pragmas(dbapi_connection, busy_timeout)
 
         return engine
     t.with_postgresql_predicates()
@@ -842,27 +1180,20 @@ def _create_engine(url: str, *, busy_timeout: float) -> Engine:
 def _sqlite_insert(name: str, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
     """For rows of table `name` with `keys`: the INSERT (named parameters), which keys hold
     JSON, and the values SQLAlchemy's column defaults would give the columns left out."""
-    table = t.metadata.tables[name]
-    json_keys = tuple(key for key in keys if isinstance(table.c[key].type, sa.JSON))
-    fill: dict[str, Any] = {}
-    for column in table.columns:
-        default = column.default
-        if column.name in keys or default is None:
-            continue
-        # A callable default is SQLAlchemy's wrapper, called with the execution context.
-        value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
-        fill[column.name] = _dumps(value) if isinstance(column.type, sa.JSON) else value
+    json_columns, defaults = _SQLITE_COLUMNS[name]
+    json_keys = tuple(key for key in keys if key in json_columns)
+    fill = {column: value for column, value in defaults.items() if column not in keys}
     names = (*keys, *fill)
     columns = ", ".join(names)
     marks = ", ".join(f":{key}" for key in names)
     return f"INSERT INTO {name} ({columns}) VALUES ({marks})", json_keys, fill  # noqa: S608
 
 
-def _insert_sqlite(raw: sqlite3.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def _insert_sqlite(raw: sqlite3.Connection, name: str, rows: list[dict[str, Any]]) -> None:
     """Rows as SQLAlchemy would write them (JSON as text, column defaults for what is left
     out), one executemany per shape on the driver's connection: the same transaction."""
     for group in _by_columns(rows):
-        sql, json_keys, fill = _sqlite_insert(table.name, tuple(group[0]))
+        sql, json_keys, fill = _sqlite_insert(name, tuple(group[0]))
         if json_keys or fill:
             group = [
                 {**row, **fill, **{key: _dumps(row[key]) for key in json_keys}} for row in group
@@ -870,7 +1201,7 @@ def _insert_sqlite(raw: sqlite3.Connection, table: sa.Table, rows: list[dict[str
         try:
             raw.executemany(sql, group)
         except sqlite3.Error as error:
-            raise _driver_error(error, f"writing {table.name}") from error
+            raise _driver_error(error, f"writing {name}") from error
 
 
 def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -896,6 +1227,8 @@ def _driver_error(error: sqlite3.Error, doing: str) -> StoreError:
 
 
 def _store_error(error: SQLAlchemyError, doing: str) -> StoreError:
+    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
     original = getattr(error, "orig", None) or error
     text = str(original).strip().splitlines()[0] if str(original).strip() else repr(original)
     if isinstance(error, OperationalError) and "locked" in text:
