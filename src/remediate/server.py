@@ -13,7 +13,7 @@ from pathlib import Path
 from remediate.config.models import Settings
 from remediate.errors import UsageError
 
-FIRST_TEXTFILE_DELAY_SECONDS = 1.0
+WARM_UP_DELAY_SECONDS = 0.5
 
 
 def is_loopback(host: str) -> bool:
@@ -82,18 +82,21 @@ def _serve(
         logging.getLogger("remediate").warning(
             "marked %d execution(s) interrupted: %s", len(interrupted), interrupted
         )
-    # The node-exporter textfile is first written in the background a moment after the
-    # server is up: over a long history that first count takes seconds (and SQLAlchemy),
-    # and alerts must not wait for it. Every recorded execution rewrites it anyway.
+    # Up to here nothing needed SQLAlchemy on SQLite (about 100 ms of start-up). It is
+    # imported in the background a moment after the server is up, so the first admission
+    # does not stall every alert behind it, and its objects are frozen like the rest.
+    # The node-exporter textfile is then written: over a long history that first count
+    # takes seconds, and alerts must not wait for it.
     stopping = threading.Event()
 
-    def first_textfile() -> None:
-        if not stopping.wait(FIRST_TEXTFILE_DELAY_SECONDS):
-            runtime.write_textfile()
+    def warm_up() -> None:
+        if stopping.wait(WARM_UP_DELAY_SECONDS):
+            return
+        runtime.store.prepare()
+        gc.freeze()
+        runtime.write_textfile()
 
-    textfile = threading.Thread(target=first_textfile, name="remediate-textfile", daemon=True)
-    if settings.textfile_path() is not None:
-        textfile.start()
+    threading.Thread(target=warm_up, name="remediate-warm-up", daemon=True).start()
     worker = Worker(runtime.pipeline)
     log = logging.getLogger("remediate")
     actual_port = settings.server.port if port is None else port

@@ -424,6 +424,13 @@ class Store:
                     self._engine = _create_engine(self.url, busy_timeout=self.busy_timeout)
         return self._engine
 
+    def prepare(self) -> None:
+        """Import SQLAlchemy and create the engine now (no connection is opened): `serve`
+        calls this in the background once it is up, so the first execution, scrape or
+        approval does not wait about 100 ms for the import."""
+        _load_sqlalchemy()
+        self.engine  # noqa: B018 (the property creates it)
+
     # --- opening and migrating ----------------------------------------------------------
 
     @classmethod
