@@ -48,3 +48,24 @@ def test_text_that_is_not_unicode_is_escaped_not_refused() -> None:
     value = {"target": "\udcff/data"}
     assert json.loads(dumps(value)) == value
     assert dumps(value).isascii()
+
+
+answers = st.fixed_dictionaries(
+    {
+        "status": st.text(),
+        "alerts_received": st.integers(0, 1000),
+        "results": st.lists(
+            st.dictionaries(st.text(), st.none() | st.integers(1, 2**63 - 1) | st.text()),
+            max_size=5,
+        ),
+    }
+)
+
+
+@given(answers)
+def test_webhook_answers_are_the_bytes_starlette_writes(answer: dict[str, Any]) -> None:
+    from starlette.responses import JSONResponse
+
+    from remediate.webhook.app import _json_body
+
+    assert _json_body(answer) == JSONResponse(answer).body

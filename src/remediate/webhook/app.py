@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from remediate import jsontext
 from remediate.errors import RemediateError, StoreError
 from remediate.pipeline.worker import Worker
 from remediate.pipeline.writer import DecisionWriter
@@ -83,10 +84,9 @@ async def _read_body(receive: Receive, declared: bytes | None, limit: int, timeo
 
 
 def _json_body(content: Any) -> bytes:
-    """The same bytes Starlette's JSONResponse writes."""
-    return json.dumps(
-        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
+    """The same bytes Starlette's JSONResponse writes (answers hold no floats, so
+    allow_nan=False has nothing to refuse), through the faster encoder."""
+    return jsontext.dumps(content).encode()
 
 
 async def _send_json(send: Send, status: int, content: Any, *, close: bool = False) -> None:
