@@ -13,7 +13,7 @@ from remediate.errors import StoreError
 from remediate.pipeline.pipeline import Pipeline
 from remediate.pipeline.request import Request
 from remediate.playbooks.registry import Registry
-from remediate.store import Store
+from remediate.store import GateView, Store
 from remediate.store import tables as t
 from remediate.store.store import SCHEMA_HEAD
 from tests.helpers import settings_for
@@ -205,3 +205,33 @@ def test_ids_taken_up_front_follow_the_order_rows_are_queued(store: Store) -> No
             sa.select(t.decisions.c.id, t.decisions.c.request_id).order_by(t.decisions.c.id)
         ).all()
     assert [tuple(r) for r in stored] == [(d, r) for r, d in taken]
+
+
+def test_a_gate_transaction_is_one_transaction_whoever_writes_in_it(store: Store) -> None:
+    """On SQLite the gate writes on the driver's own connection and SQLAlchemy joins it
+    for an admission: an error undoes both, success keeps both, and a closed store
+    opens its connections again (SQLAlchemy's included)."""
+    row = {"created_at": 1.0, "source": "webhook", "playbook": "p", "confidence": 95.0}
+    row |= {"forced": False, "dry_run": False}
+
+    def admit(view: GateView) -> None:
+        Store.insert_request(view, row)
+        view.connection.execute(t.requests.insert(), row)  # joins the same transaction
+
+    def count() -> int:
+        with store.engine.connect() as connection:
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(t.requests)).scalar_one()
+            )
+
+    with pytest.raises(RuntimeError), store.gate_transaction() as view:
+        admit(view)
+        raise RuntimeError("the gate failed after both wrote")
+    assert count() == 0
+    with store.gate_transaction() as view:
+        admit(view)
+    assert count() == 2
+    store.close()
+    with store.gate_transaction() as view:
+        admit(view)
+    assert count() == 4

@@ -499,9 +499,11 @@ class Store:
         return created
 
     def close(self) -> None:
+        """Close every connection; the store opens new ones if it is used again."""
         with self._write_lock:
             if self._gate_engine is not None:
                 self._gate_engine.dispose()
+                self._gate_engine = None
             if self._gate is not None:
                 self._gate.close()
                 self._gate = None
