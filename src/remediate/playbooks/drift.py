@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from remediate.config.models import Model, Service, Settings
+from remediate.config.models import Model, Service
 from remediate.errors import ConfigError
 from remediate.playbooks.base import Action, Context, Impact, Plan, Result, Risk, excerpt
 from remediate.playbooks.service_restart import ServicePlaybook, wait_until_healthy
@@ -89,7 +89,7 @@ def differences(service: Service, state: ServiceState, *, systemd: bool) -> list
     return found
 
 
-class DriftReconciliation(ServicePlaybook):
+class DriftReconciliation(ServicePlaybook[DriftSettings]):
     """Report how a service drifted from its declaration and recreate (or restart) it."""
 
     name: ClassVar[str] = "drift-reconciliation"
@@ -99,16 +99,7 @@ class DriftReconciliation(ServicePlaybook):
     )
     risk: ClassVar[Risk] = "medium"
 
-    def __init__(
-        self, settings: Settings | None = None, config: DriftSettings | None = None
-    ) -> None:
-        super().__init__(settings)
-        self.config = config or DriftSettings()
-        self.timeout = self.config.timeout_seconds
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DriftReconciliation:
-        return cls(settings, cls.playbook_settings(settings, DriftSettings))
+    settings_model = DriftSettings
 
     def _reconcile_actions(
         self, manager: ServiceManager, service: Service, state: ServiceState

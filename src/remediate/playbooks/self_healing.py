@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from remediate.config.models import Model, Service, Settings
+from remediate.config.models import Model, Service
 from remediate.playbooks.base import Action, Context, Impact, Plan, Result, Risk
 from remediate.playbooks.service_restart import (
     ServicePlaybook,
@@ -97,7 +97,7 @@ def oom_evidence(state: ServiceState, events: list[ServiceEvent]) -> str | None:
     return None
 
 
-class SelfHealingRestart(ServicePlaybook):
+class SelfHealingRestart(ServicePlaybook[SelfHealingSettings]):
     """Diagnose a down or unhealthy service, restart it (dependencies first), verify it."""
 
     name: ClassVar[str] = "self-healing-restart"
@@ -108,16 +108,7 @@ class SelfHealingRestart(ServicePlaybook):
     )
     risk: ClassVar[Risk] = "low"
 
-    def __init__(
-        self, settings: Settings | None = None, config: SelfHealingSettings | None = None
-    ) -> None:
-        super().__init__(settings)
-        self.config = config or SelfHealingSettings()
-        self.timeout = self.config.timeout_seconds
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SelfHealingRestart:
-        return cls(settings, cls.playbook_settings(settings, SelfHealingSettings))
+    settings_model = SelfHealingSettings
 
     # --- diagnosis ----------------------------------------------------------------------
 

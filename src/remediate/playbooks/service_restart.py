@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,14 +120,30 @@ def _settled(
     return again.running and again.started_at == state.started_at
 
 
-class ServicePlaybook(Playbook):
-    """What the service playbooks share: a declared `service` parameter and its manager."""
+class _Timed(Protocol):
+    @property
+    def timeout_seconds(self) -> float: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=_Timed)
+
+
+class ServicePlaybook(Playbook, Generic[ConfigT]):
+    """What the service playbooks share: a declared `service` parameter and its manager,
+    and their own section of `playbooks.settings`, validated by `settings_model`."""
 
     Parameters = ServiceParameters
+    settings_model: ClassVar[type[Any]]  # the ConfigT of the subclass
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, config: ConfigT | None = None) -> None:
         self.settings = settings or Settings()
+        self.config: ConfigT = config if config is not None else self.settings_model()
+        self.timeout = self.config.timeout_seconds
         self.sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings, cls.playbook_settings(settings, cls.settings_model))
 
     def parse_parameters(self, raw: Mapping[str, Any]) -> BaseModel:
         """The name pattern first (pydantic), then: is it declared? Both before anything runs."""
@@ -155,7 +171,7 @@ class ServicePlaybook(Playbook):
         return service
 
 
-class ServiceRestart(ServicePlaybook):
+class ServiceRestart(ServicePlaybook[ServiceRestartSettings]):
     """Restart a declared service gracefully, then wait for it to be healthy."""
 
     name: ClassVar[str] = "service-restart"
@@ -165,16 +181,7 @@ class ServiceRestart(ServicePlaybook):
     )
     risk: ClassVar[Risk] = "low"
 
-    def __init__(
-        self, settings: Settings | None = None, config: ServiceRestartSettings | None = None
-    ) -> None:
-        super().__init__(settings)
-        self.config = config or ServiceRestartSettings()
-        self.timeout = self.config.timeout_seconds
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServiceRestart:
-        return cls(settings, cls.playbook_settings(settings, ServiceRestartSettings))
+    settings_model = ServiceRestartSettings
 
     def plan(self, ctx: Context, params: BaseModel) -> Plan:
         service = self.service(params)
