@@ -485,18 +485,8 @@ class Store:
         False when the database holds any table or view (alembic's business then)."""
         with self._write_lock:
             raw = self._gate_connection()
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                try:
-                    created = create_sqlite_schema(raw, head=SCHEMA_HEAD)
-                    raw.execute("COMMIT")
-                except BaseException:
-                    if raw.in_transaction:
-                        raw.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:
-                raise _driver_error(error, "creating the schema") from error
-        return created
+            with _raw_transaction(raw, "creating the schema"):
+                return create_sqlite_schema(raw, head=SCHEMA_HEAD)
 
     def close(self) -> None:
         """Close every connection; the store opens new ones if it is used again."""
@@ -646,24 +636,12 @@ class Store:
                 return joined[-1]
 
             try:
-                raw.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
-                raise _driver_error(error, "writing") from error
-            try:
-                view = GateView(raw, through_sqlalchemy=through_sqlalchemy)
-                yield view
-                view.flush()
-                raw.execute("COMMIT")
-            except BaseException as error:
-                if raw.in_transaction:
-                    raw.execute("ROLLBACK")
-                if isinstance(error, sqlite3.Error):
-                    raise _driver_error(error, "writing") from error
-                if _from_sqlalchemy(error):
-                    raise _store_error(error, "writing") from error
-                raise
+                with _raw_transaction(raw, "writing"):
+                    view = GateView(raw, through_sqlalchemy=through_sqlalchemy)
+                    yield view
+                    view.flush()
             finally:
-                for connection in joined:
+                for connection in joined:  # after COMMIT or ROLLBACK: their own is a no-op
                     connection.close()
 
     @contextmanager
@@ -1140,6 +1118,27 @@ class _TransactionHeld:
 
     def close(self) -> None:
         pass  # the store closes the driver connection itself
+
+
+@contextmanager
+def _raw_transaction(raw: sqlite3.Connection, doing: str) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT on a driver connection (the caller holds the write
+    lock); rolled back on any error, which comes out as a StoreError naming `doing`."""
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as error:
+        raise _driver_error(error, doing) from error
+    try:
+        yield
+        raw.execute("COMMIT")
+    except BaseException as error:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        if isinstance(error, sqlite3.Error):
+            raise _driver_error(error, doing) from error
+        if _from_sqlalchemy(error):
+            raise _store_error(error, doing) from error
+        raise
 
 
 def create_sqlite_schema(raw: sqlite3.Connection, *, head: str) -> bool:
