@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from remediate.config.models import Settings
-from remediate.errors import UsageError
+from remediate.errors import RemediateError, UsageError
 
 WARM_UP_DELAY_SECONDS = 0.5
 
@@ -92,9 +92,12 @@ def _serve(
     def warm_up() -> None:
         if stopping.wait(WARM_UP_DELAY_SECONDS):
             return
-        runtime.store.prepare()
-        gc.freeze()
-        runtime.write_textfile()
+        try:
+            runtime.store.prepare()
+            gc.freeze()
+            runtime.write_textfile()
+        except RemediateError as error:  # a broken store: /health says so, and each retries
+            logging.getLogger("remediate").warning("warm-up: %s", error.message)
 
     threading.Thread(target=warm_up, name="remediate-warm-up", daemon=True).start()
     worker = Worker(runtime.pipeline)
