@@ -834,15 +834,12 @@ class Store:
         Found on every start and before each claim, so a crash never leaves an
         execution silently "running".
         """
-        if self._path is not None:
-            # Nearly always nothing is running: asked on the driver, that takes no
-            # SQLAlchemy (and no write lock). Whatever starts running later is claimed
-            # by a live process, and this is asked again before each claim.
-            with self._raw_read() as raw:
-                if not raw.execute(
-                    "SELECT 1 FROM executions WHERE status = 'running' LIMIT 1"
-                ).fetchone():
-                    return []
+        # Nearly always nothing is running: asked first as a plain read (on SQLite that
+        # takes no SQLAlchemy and no write lock). Whatever starts running later is
+        # claimed by a live process, and this is asked again before each claim.
+        with self.reading_view() as view:
+            if not view.select("SELECT 1 FROM executions WHERE status = 'running' LIMIT 1"):
+                return []
         e = t.executions
         host = socket.gethostname()
         with self._write() as connection:
@@ -1028,28 +1025,13 @@ class Store:
             return [dict(row) for row in rows]
 
     def queued(self) -> list[int]:
-        if self._path is not None:
-            with self._raw_read() as raw:
-                rows = raw.execute(
-                    "SELECT id FROM executions WHERE status = 'queued' ORDER BY id"
-                ).fetchall()
-            return [int(row[0]) for row in rows]
-        e = t.executions
-        with self._read() as connection:
-            return [
-                int(row[0])
-                for row in connection.execute(
-                    sa.select(e.c.id).where(e.c.status == "queued").order_by(e.c.id)
-                )
-            ]
+        with self.reading_view() as view:
+            rows = view.select("SELECT id FROM executions WHERE status = 'queued' ORDER BY id")
+        return [int(row[0]) for row in rows]
 
     def ping(self) -> None:
-        if self._path is not None:
-            with self._raw_read() as raw:
-                raw.execute("SELECT 1").fetchone()
-            return
-        with self._read() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        with self.reading_view() as view:
+            view.select("SELECT 1")
 
 
 def holder_is_dead(owner: str | None, host: str) -> bool:
