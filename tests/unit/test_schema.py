@@ -207,6 +207,14 @@ def test_the_sqlite_ddl_module_is_rendered_from_the_tables() -> None:
     assert schema.render_sqlite_ddl() == STATEMENTS
 
 
+def test_the_postgresql_ddl_module_is_rendered_from_the_tables() -> None:
+    """PostgreSQL's first start sends DDL rendered ahead of time (postgresql_ddl.py) in
+    one round trip; the same command regenerates it."""
+    from remediate.store.postgresql_ddl import STATEMENTS
+
+    assert schema.render_postgresql_ddl() == STATEMENTS
+
+
 def test_the_gate_statements_are_rendered_from_the_tables_and_queries() -> None:
     """The gate's SQLite queries and the queued tables' JSON columns and defaults are
     rendered ahead of time too (serve decides alerts without importing SQLAlchemy)."""

@@ -16,6 +16,7 @@ from remediate.playbooks.registry import Registry
 from remediate.store import GateView, Store
 from remediate.store import tables as t
 from remediate.store.store import SCHEMA_HEAD
+from tests.conftest import _empty
 from tests.helpers import settings_for
 
 
@@ -235,3 +236,93 @@ def test_a_gate_transaction_is_one_transaction_whoever_writes_in_it(store: Store
     with store.gate_transaction() as view:
         admit(view)
     assert count() == 4
+
+
+@pytest.mark.integration
+def test_a_postgresql_gate_holds_the_lock_from_its_first_statement(postgres_url: str) -> None:
+    """PostgreSQL's gate takes its advisory lock with its first statement (with the ids
+    `expect` asks for) and holds it to the commit, whichever question comes first."""
+    import psycopg
+
+    from remediate.store.store import _GATE_LOCK
+
+    store = Store.open(postgres_url)
+    _empty(store)
+    row = {"created_at": 1.0, "source": "webhook", "playbook": "p", "confidence": 95.0}
+    row |= {"forced": False, "dry_run": False}
+
+    def lock_is_free() -> bool:
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            free = other.execute("SELECT pg_try_advisory_lock(%s)", (_GATE_LOCK,)).fetchone()
+            other.execute("SELECT pg_advisory_unlock_all()")
+            return bool(free and free[0])
+
+    try:
+        with store.gate_transaction() as view:
+            assert lock_is_free()  # nothing asked yet
+            view.expect(2)
+            assert not lock_is_free()
+            Store.insert_request(view, row)
+        assert lock_is_free()
+        with store.gate_transaction() as view:
+            assert view.flag("paused") is None
+            assert not lock_is_free()
+        with store.gate_transaction() as view:
+            view.connection.execute(t.requests.insert(), row)
+            assert not lock_is_free()
+        with store.reading() as connection:
+            assert (
+                connection.execute(sa.select(sa.func.count()).select_from(t.requests)).scalar() == 2
+            )
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
+def test_a_postgresql_gate_survives_a_dropped_connection_and_a_failed_commit(
+    postgres_url: str,
+) -> None:
+    """The connection the gate holds is replaced when the server drops it between
+    transactions (the first statement finds it dead; nothing is lost or refused), and
+    a transaction that fails at its commit leaves nothing behind and the next one works."""
+    import psycopg
+
+    store = Store.open(postgres_url)
+    _empty(store)
+    row = {"created_at": 1.0, "source": "webhook", "playbook": "p", "confidence": 95.0}
+    row |= {"forced": False, "dry_run": False}
+    decision = {"created_at": 1.0, "source": "webhook", "action": "block", "reason": "r"}
+    decision |= {"confidence": 95.0, "forced": False}
+
+    def gate() -> tuple[int, int]:
+        with store.gate_transaction() as view:
+            view.expect(1)
+            request_id = Store.insert_request(view, row)
+            return request_id, Store.insert_decision(view, {**decision, "request_id": request_id})
+
+    def count(table: sa.Table) -> int:
+        with store.reading() as connection:
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            )
+
+    try:
+        gate()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert killed and all(ok for (ok,) in killed)
+        gate()  # on a new connection
+        assert (count(t.requests), count(t.decisions)) == (2, 2)
+
+        with pytest.raises(StoreError, match="refused a write"), store.gate_transaction() as view:
+            view.expect(1)
+            Store.insert_request(view, row)
+            Store.insert_decision(view, {**decision, "request_id": 10**9})  # no such request
+        assert (count(t.requests), count(t.decisions)) == (2, 2)
+        gate()
+        assert (count(t.requests), count(t.decisions)) == (3, 3)
+    finally:
+        store.close()

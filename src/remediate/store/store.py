@@ -145,23 +145,25 @@ def _queries() -> dict[str, Any]:
     }
 
 
+# Placeholders for the values each call of a gate query binds; literal ones (attempt = 1,
+# the IN lists) keep theirs, so IN (...) renders as many placeholders as it needs.
+_PLACEHOLDERS: dict[str, Any] = dict.fromkeys(
+    ("playbook", "alertname", "rule", "key", "name"), ""
+) | {"since": 0.0, "limit": 0}
+
+
 def render_sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
     """The gate's queries as SQLite text with their parameter order and fixed values:
     run on the driver's connection, they skip SQLAlchemy's per-statement work. They are
     rendered ahead of time into sqlite_ddl.py (a test keeps it equal to this)."""
     from sqlalchemy.dialects import sqlite
 
-    # Placeholders for the values each call binds; literal ones (attempt = 1, the IN
-    # lists, the offset) keep theirs, so IN (...) renders as many ? as it needs.
-    placeholders: dict[str, Any] = dict.fromkeys(
-        ("playbook", "alertname", "rule", "key", "name"), ""
-    ) | {"since": 0.0, "limit": 0}
     compiled = {}
     for name, query in _queries().items():
         if name in ("next_id", "next_queued_ids"):
             continue
         state = query.compile(dialect=sqlite.dialect()).construct_expanded_state(
-            placeholders, escape_names=False
+            _PLACEHOLDERS, escape_names=False
         )
         assert state.positiontup is not None
         compiled[name] = (state.statement, tuple(state.positiontup), dict(state.parameters))
@@ -186,6 +188,44 @@ def render_sqlite_columns() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]
             defaults[column.name] = _dumps(value) if column.name in json_columns else value
         columns[name] = (json_columns, defaults)
     return columns
+
+
+@functools.cache
+def _postgresql_queries() -> dict[str, tuple[str, dict[str, Any]]]:
+    """The gate's queries as psycopg text (`%(name)s`) with their fixed values: on the
+    driver's connection they skip SQLAlchemy's per-statement work (PostgreSQL needs
+    SQLAlchemy loaded anyway, so they are rendered at first use)."""
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    dialect = psycopg.dialect()  # type: ignore[no-untyped-call]
+    compiled = {}
+    for name, query in _queries().items():
+        if name in ("next_id", "next_queued_ids"):
+            continue
+        state = query.compile(dialect=dialect).construct_expanded_state(
+            _PLACEHOLDERS, escape_names=False
+        )
+        fixed = {key: value for key, value in state.parameters.items() if key not in _PLACEHOLDERS}
+        compiled[name] = (state.statement, fixed)
+    return compiled
+
+
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%(lock)s)"
+# The lock (volatile, so taken as the statement runs) and the ids of both queued
+# tables. Sequences are outside transactions: the statement's snapshot, taken before
+# the lock was granted, does not matter to them, and every later statement of the
+# transaction sees what the previous holder committed.
+_PG_LOCK_AND_IDS = (
+    "SELECT nextval(pg_get_serial_sequence('requests', 'id')),"
+    " nextval(pg_get_serial_sequence('decisions', 'id'))"
+    " FROM (SELECT pg_advisory_xact_lock(%(lock)s)) AS locked, generate_series(1, %(count)s)"
+)
+_PG_NEXT_ID = "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id'))"
+_PG_NEXT_QUEUED_IDS = (
+    "SELECT nextval(pg_get_serial_sequence('requests', 'id')),"
+    " nextval(pg_get_serial_sequence('decisions', 'id'))"
+    " FROM generate_series(1, %(count)s)"
+)
 
 
 _SQLITE_QUERIES = sqlite_ddl.GATE_QUERIES
@@ -226,21 +266,35 @@ class GateView:
         connection: Connection | sqlite3.Connection,
         *,
         through_sqlalchemy: Callable[[], Connection] | None = None,
+        lock: int | None = None,
+        reopen: Callable[[], Connection] | None = None,
     ) -> None:
         """`connection`: SQLAlchemy's, or on SQLite the driver's own, in which case
         `through_sqlalchemy` opens a SQLAlchemy connection on that same driver connection
-        (same transaction) the first time anything reaches for `connection`."""
+        (same transaction) the first time anything reaches for `connection`.
+
+        PostgreSQL's gate passes `lock`, the advisory lock its transaction takes with
+        its first statement (with the ids `expect` asks for: one round trip), and
+        `reopen`, which gives a new connection when that first statement finds the
+        held one dead (the server restarted): nothing was done on it yet."""
         self._connection: Connection | None
-        self._raw: Any
+        self._raw: Any = None  # the sqlite3 connection
+        self._pg: Any = None  # the psycopg connection
         if isinstance(connection, sqlite3.Connection):
             self._connection, self._raw, self._sqlite = None, connection, True
         else:
             self._connection = connection
             self._sqlite = connection.dialect.name == "sqlite"
-            # SQLite: the gate's reads and queued writes go straight to the driver's
-            # connection (same transaction); PostgreSQL goes through SQLAlchemy.
-            self._raw = connection.connection.driver_connection if self._sqlite else None
+            # The gate's reads and queued writes go straight to the driver's connection
+            # (the same transaction), past SQLAlchemy's per-statement work.
+            driver = connection.connection.driver_connection
+            if self._sqlite:
+                self._raw = driver
+            elif connection.dialect.driver == "psycopg":
+                self._pg = driver
         self._through_sqlalchemy = through_sqlalchemy
+        self._lock = lock if self._pg is not None else None
+        self._reopen = reopen
         self._flags: dict[str, Any] = {}
         # Answers are remembered for the transaction until an execution is admitted:
         # a notification's alerts mostly ask the same questions (same playbook, same
@@ -256,7 +310,54 @@ class GateView:
     def connection(self) -> Connection:
         """The transaction's connection, with every queued row written first."""
         self.flush()
+        self._take_lock()
         return self._sa()
+
+    def _take_lock(self, rows: int = 0) -> list[tuple[Any, ...]]:
+        """PostgreSQL's gate: the advisory lock as the transaction's first statement,
+        with `rows` ids of each queued table; a held connection found dead there is
+        replaced once. Nothing to do (and no rows) once it is taken or elsewhere."""
+        if self._lock is None:
+            return []
+        import psycopg
+
+        sql = _PG_LOCK_AND_IDS if rows else _PG_LOCK
+        parameters = {"lock": self._lock, "count": rows}
+        try:
+            try:
+                fetched = list(self._pg.execute(sql, parameters).fetchall())
+            except psycopg.OperationalError:
+                if self._reopen is None or not self._pg.broken:
+                    raise
+                self._connection = self._reopen()
+                self._pg = self._connection.connection.driver_connection
+                fetched = list(self._pg.execute(sql, parameters).fetchall())
+        except psycopg.Error as error:
+            raise _postgresql_error(error, "taking the gate's lock") from error
+        self._lock = None
+        return fetched if rows else []
+
+    def commit(self) -> None:
+        """Write what is queued and commit. PostgreSQL's gate does both in one pipeline:
+        one round trip (SQLAlchemy's own commit then has nothing left to do)."""
+        assert self._pg is not None, "only PostgreSQL's gate commits through its view"
+        if self._lock is None:  # taken, so something was done
+            pending, self._pending = self._pending, {}
+            tables = [(name, pending[name]) for name in _QUEUED if name in pending]
+            _insert_postgresql(self._pg, tables, commit=True)
+        self._sa().commit()
+
+    def rollback(self) -> bool:
+        """Roll back on the driver and in SQLAlchemy; False if the connection is broken."""
+        self._pending = {}
+        try:
+            if self._pg is not None and not self._pg.closed:
+                self._pg.rollback()
+            if self._connection is not None:
+                self._connection.rollback()
+        except Exception:
+            return False
+        return not (self._pg is not None and (self._pg.closed or self._pg.broken))
 
     def _sa(self) -> Connection:
         """The SQLAlchemy connection, without writing queued rows first."""
@@ -303,8 +404,11 @@ class GateView:
         # gap left by an unused one is as harmless as a rolled-back insert's.
         spare = self._ids.setdefault(name, [])
         if not spare:
-            row = self._sa().execute(_queries()["next_id"], {"table": name})
-            spare.append(int(row.scalar_one()))
+            if self._pg is not None:
+                spare.append(int(self._pg_rows(_PG_NEXT_ID, {"table": name})[0][0]))
+            else:
+                row = self._sa().execute(_queries()["next_id"], {"table": name})
+                spare.append(int(row.scalar_one()))
         return spare.pop()
 
     def expect(self, rows: int) -> None:
@@ -312,7 +416,12 @@ class GateView:
         of both tables are taken from their sequences now, in one round trip."""
         if self._sqlite or rows < 1:
             return
-        fetched = self._sa().execute(_queries()["next_queued_ids"], {"count": rows}).all()
+        if self._lock is not None:
+            fetched = self._take_lock(rows)
+        elif self._pg is not None:
+            fetched = self._pg_rows(_PG_NEXT_QUEUED_IDS, {"count": rows})
+        else:
+            fetched = list(self._sa().execute(_queries()["next_queued_ids"], {"count": rows}))
         for position, name in enumerate(_QUEUED):
             # Popped from the end: the first row queued gets the lowest id.
             self._ids.setdefault(name, []).extend(int(row[position]) for row in reversed(fetched))
@@ -322,6 +431,12 @@ class GateView:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
+        if self._pg is not None:
+            self._take_lock()
+            _insert_postgresql(
+                self._pg, [(name, pending[name]) for name in _QUEUED if name in pending]
+            )
+            return
         for name in _QUEUED:
             rows = pending.get(name)
             if not rows:
@@ -338,7 +453,17 @@ class GateView:
         self._answers.clear()
         self.verdicts.clear()
 
+    def _pg_rows(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        self._take_lock()
+        try:
+            return list(self._pg.execute(sql, parameters).fetchall())
+        except _psycopg_error() as error:
+            raise _postgresql_error(error, "reading for the gate") from error
+
     def _rows(self, name: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        if self._pg is not None:
+            sql, fixed = _postgresql_queries()[name]
+            return self._pg_rows(sql, {**fixed, **parameters})
         if self._raw is None:
             return [tuple(row) for row in self._sa().execute(_queries()[name], parameters)]
         sql, order, fixed = _SQLITE_QUERIES[name]
@@ -412,6 +537,7 @@ class Store:
         self._write_lock = threading.Lock()
         self._gate: sqlite3.Connection | None = None  # used under the write lock only
         self._gate_engine: Engine | None = None
+        self._gate_held: Connection | None = None  # PostgreSQL's, under the write lock
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
 
@@ -491,6 +617,7 @@ class Store:
     def close(self) -> None:
         """Close every connection; the store opens new ones if it is used again."""
         with self._write_lock:
+            self._drop_gate_connection()
             if self._gate_engine is not None:
                 self._gate_engine.dispose()
                 self._gate_engine = None
@@ -621,6 +748,10 @@ class Store:
         joins it only when something reaches for `view.connection` (an admission, an
         approval), and is imported then if it was not yet.
         """
+        if not self.is_sqlite:
+            with self._postgresql_gate() as view:
+                yield view
+            return
         if self._path is None:
             with self._write() as connection:
                 view = GateView(connection)
@@ -643,6 +774,52 @@ class Store:
             finally:
                 for connection in joined:  # after COMMIT or ROLLBACK: their own is a no-op
                     connection.close()
+
+    @contextmanager
+    def _postgresql_gate(self) -> Iterator[GateView]:
+        """A gate transaction on the connection the store holds for the gate (no pool
+        checkout, no ping per transaction): the advisory lock and the ids in its first
+        statement, the rows and the COMMIT in its last round trip."""
+        with self._write_lock:
+            try:
+                view = GateView(
+                    self._held_gate_connection(), lock=_GATE_LOCK, reopen=self._reopen_gate
+                )
+                try:
+                    yield view
+                    view.commit()
+                except BaseException:
+                    if not view.rollback():
+                        self._drop_gate_connection()
+                    raise
+            except Exception as error:
+                if _from_sqlalchemy(error):
+                    raise _store_error(error, "writing") from error
+                raise
+
+    def _held_gate_connection(self) -> Connection:
+        """PostgreSQL: the SQLAlchemy connection gate transactions run on, checked out
+        (and pinged) once and kept; the caller holds the write lock."""
+        held = self._gate_held
+        if held is not None and (held.closed or held.invalidated):
+            self._drop_gate_connection()
+        if self._gate_held is None:
+            self._gate_held = self.engine.connect()
+        return self._gate_held
+
+    def _reopen_gate(self) -> Connection:
+        self._drop_gate_connection()
+        return self._held_gate_connection()
+
+    def _drop_gate_connection(self) -> None:
+        held, self._gate_held = self._gate_held, None
+        if held is None:
+            return
+        try:
+            held.invalidate()  # not back into the pool: it is broken or being closed
+            held.close()
+        except Exception:  # noqa: S110 (a broken connection fails to close; it is gone)
+            pass
 
     @contextmanager
     def reading_view(self) -> Iterator[GateView]:
@@ -1192,6 +1369,60 @@ def _insert_sqlite(raw: sqlite3.Connection, name: str, rows: list[dict[str, Any]
             raw.executemany(sql, group)
         except sqlite3.Error as error:
             raise _driver_error(error, f"writing {name}") from error
+
+
+def _insert_postgresql(
+    raw: Any, tables: list[tuple[str, list[dict[str, Any]]]], *, commit: bool = False
+) -> None:
+    """Rows as SQLAlchemy would write them, one executemany per table and shape on
+    psycopg's connection (the same transaction), all in one pipeline with the COMMIT if
+    asked: one round trip. A JSON value goes as text, which PostgreSQL casts to the
+    column's type. (Faster here than one multi-row INSERT, whose parsed form psycopg
+    does not cache, or arrays through `unnest`, which psycopg dumps in Python.)"""
+    try:
+        with raw.pipeline(), raw.cursor() as cursor:
+            for name, rows in tables:
+                for group in _by_columns(rows):
+                    sql, json_keys, fill = _postgresql_insert(name, tuple(group[0]))
+                    if json_keys or fill:
+                        group = [
+                            {**row, **fill, **{key: _dumps(row[key]) for key in json_keys}}
+                            for row in group
+                        ]
+                    cursor.executemany(sql, group)
+            if commit:
+                raw.commit()
+    except _psycopg_error() as error:
+        raise _postgresql_error(
+            error, f"writing {', '.join(name for name, _ in tables)}"
+        ) from error
+
+
+@functools.lru_cache(maxsize=32)
+def _postgresql_insert(
+    name: str, keys: tuple[str, ...]
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """`_sqlite_insert` with psycopg's placeholders."""
+    _sql, json_keys, fill = _sqlite_insert(name, keys)
+    names = (*keys, *fill)
+    marks = ", ".join(f"%({key})s" for key in names)
+    return f"INSERT INTO {name} ({', '.join(names)}) VALUES ({marks})", json_keys, fill  # noqa: S608
+
+
+def _psycopg_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
+def _postgresql_error(error: Exception, doing: str) -> StoreError:
+    """A StoreError from an error of psycopg itself (the gate's driver paths)."""
+    import psycopg
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    if isinstance(error, psycopg.IntegrityError):
+        return StoreError(f"the store refused a write while {doing}: {text}")
+    return StoreError(f"the store failed while {doing}: {text}")
 
 
 def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
