@@ -1,6 +1,7 @@
 """`remediate serve` on SQLite starts, answers /health and decides alerts on the driver
 alone: SQLAlchemy (about 100 ms of start-up) is imported in the background once the
-server is up, or by whatever needs it first, such as an admitted execution."""
+server is up, or by whatever needs it first, such as an admitted execution. On
+PostgreSQL, start-up and /health run on psycopg alone; the gate brings SQLAlchemy in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 
 from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
@@ -60,9 +62,10 @@ print([row["action"] for row in runtime.store.history()])
 """
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, url: str | None = None) -> Path:
     config = tmp_path / "remediate.yml"
-    config.write_text(CONFIG.format(state=tmp_path / "state", markers=tmp_path))
+    state = f"{tmp_path / 'state'}, url: '{url}'" if url else tmp_path / "state"
+    config.write_text(CONFIG.format(state=state, markers=tmp_path))
     return config
 
 
@@ -77,6 +80,25 @@ def test_start_health_and_refusals_need_no_sqlalchemy(tmp_path: Path) -> None:
     assert out[0] == "ok False"  # a new store created, recovered and healthy
     assert out[1] == "record block [] False"  # no route; a refused parameter
     assert out[2] == "execute [1] True"  # an admission brings SQLAlchemy in
+    assert out[3] == "['execute', 'block', 'record']"
+
+
+@pytest.mark.integration
+def test_start_and_health_on_postgresql_need_no_sqlalchemy(
+    tmp_path: Path, postgres_database: str
+) -> None:
+    """A new PostgreSQL database gets its schema, the interrupted sweep and /health
+    answer on psycopg alone; the first gate transaction brings SQLAlchemy in."""
+    out = subprocess.run(
+        [sys.executable, "-c", SERVING, str(_config(tmp_path, postgres_database))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == "ok False"
+    assert out[1] == "record block [] True"
+    assert out[2] == "execute [1] True"
     assert out[3] == "['execute', 'block', 'record']"
 
 

@@ -210,9 +210,11 @@ def test_the_sqlite_ddl_module_is_rendered_from_the_tables() -> None:
 def test_the_postgresql_ddl_module_is_rendered_from_the_tables() -> None:
     """PostgreSQL's first start sends DDL rendered ahead of time (postgresql_ddl.py) in
     one round trip; the same command regenerates it."""
-    from remediate.store.postgresql_ddl import STATEMENTS
+    from remediate.store.postgresql_ddl import GATE_QUERIES, STATEMENTS
+    from remediate.store.store import render_postgresql_queries
 
     assert schema.render_postgresql_ddl() == STATEMENTS
+    assert render_postgresql_queries() == GATE_QUERIES
 
 
 def test_the_gate_statements_are_rendered_from_the_tables_and_queries() -> None:

@@ -1,8 +1,11 @@
 # ruff: noqa: E501
-"""The PostgreSQL schema at SCHEMA_HEAD, rendered from tables.py by
-`python -m remediate.store.schema` (tests/unit/test_schema.py keeps it equal).
-A first start on an empty database sends it in one round trip.
+"""The PostgreSQL schema at SCHEMA_HEAD and the gate's queries, rendered from
+tables.py and store.py by `python -m remediate.store.schema`
+(tests/unit/test_schema.py keeps them equal). A first start on an empty database
+sends the schema in one round trip; start-up and /health need no SQLAlchemy.
 """
+
+from typing import Any
 
 STATEMENTS = (
     'CREATE TABLE chain_runs (\n\tid SERIAL NOT NULL, \n\tchain VARCHAR(128) NOT NULL, \n\tsource VARCHAR(16) NOT NULL, \n\tstarted_at FLOAT NOT NULL, \n\tfinished_at FLOAT, \n\tstatus VARCHAR(16) NOT NULL, \n\tspec JSON NOT NULL, \n\towner VARCHAR(128), \n\tlease_expires_at FLOAT, \n\tPRIMARY KEY (id)\n)',
@@ -41,3 +44,16 @@ STATEMENTS = (
     'CREATE INDEX ix_impacts_report ON impacts (kind, subject, playbook, at, value)',
     'CREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n)',
 )
+
+# name -> (SQL, fixed parameter values)
+GATE_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
+    'count': ('SELECT count(*) AS count_1 \nFROM executions \nWHERE executions.attempt = %(attempt_1)s::INTEGER AND executions.admitted_at >= %(since)s', {'attempt_1': 1}),
+    'count_playbook': ('SELECT count(*) AS count_1 \nFROM executions \nWHERE executions.attempt = %(attempt_1)s::INTEGER AND executions.admitted_at >= %(since)s AND executions.playbook = %(playbook)s::VARCHAR', {'attempt_1': 1}),
+    'count_alert': ('SELECT count(*) AS count_1 \nFROM executions \nWHERE executions.attempt = %(attempt_1)s::INTEGER AND executions.admitted_at >= %(since)s AND executions.alertname = %(alertname)s::VARCHAR', {'attempt_1': 1}),
+    'count_rule': ('SELECT count(*) AS count_1 \nFROM execution_keys \nWHERE execution_keys.rule = %(rule)s::VARCHAR AND execution_keys.key = %(key)s::VARCHAR AND execution_keys.admitted_at >= %(since)s', {}),
+    'last_playbook': ('SELECT max(executions.admitted_at) AS max_1 \nFROM executions \nWHERE executions.playbook = %(playbook)s::VARCHAR', {}),
+    'last_key': ('SELECT max(executions.admitted_at) AS max_1 \nFROM executions \nWHERE executions.idempotency_key = %(key)s::VARCHAR', {}),
+    'outcomes': ('SELECT executions.status, executions.admitted_at, executions.finished_at \nFROM executions \nWHERE executions.playbook = %(playbook)s::VARCHAR AND executions.status IN (%(status_1_1)s::VARCHAR, %(status_1_2)s::VARCHAR, %(status_1_3)s::VARCHAR) ORDER BY executions.admitted_at DESC, executions.id DESC \n LIMIT %(limit)s::INTEGER', {'status_1_1': 'success', 'status_1_2': 'failure', 'status_1_3': 'timeout'}),
+    'unfinished': ('SELECT count(*) AS count_1 \nFROM executions \nWHERE executions.playbook = %(playbook)s::VARCHAR AND executions.status IN (%(status_1_1)s::VARCHAR, %(status_1_2)s::VARCHAR)', {'status_1_1': 'queued', 'status_1_2': 'running'}),
+    'flag': ('SELECT flags.value \nFROM flags \nWHERE flags.name = %(name)s::VARCHAR', {}),
+}

@@ -63,28 +63,12 @@ def _create_sqlite_if_empty(connection: Connection, *, head: str) -> bool:
 
 
 def _create_postgresql_if_empty(connection: Connection, *, head: str) -> bool:
-    """PostgreSQL: the same schema from its DDL rendered ahead of time
-    (postgresql_ddl.py), sent in one round trip instead of `create_all`'s 34, without
-    compiling it (the server's own work, about 65 ms on a new database, remains)."""
-    from remediate.store.postgresql_ddl import STATEMENTS
+    """PostgreSQL: the same schema from its DDL rendered ahead of time (postgresql_ddl.py)."""
+    from remediate.store.store import create_postgresql_schema
 
     raw = connection.connection.driver_connection
     assert raw is not None
-    found = raw.execute(
-        "SELECT count(*) FROM pg_class JOIN pg_namespace ON pg_namespace.oid = relnamespace"
-        " WHERE nspname = current_schema() AND relkind IN ('r', 'p', 'v', 'm', 'f')"
-    ).fetchone()
-    if found and found[0]:
-        return False
-    # No parameters: psycopg sends it as one simple query, statements and all.
-    raw.execute(";\n".join([*STATEMENTS, _version_insert(head)]))
-    return True
-
-
-def _version_insert(head: str) -> str:
-    if not head.isalnum():
-        raise ValueError(f"not a revision id: {head!r}")
-    return f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('{head}')"  # noqa: S608
+    return create_postgresql_schema(raw, head=head)
 
 
 def render_sqlite_ddl() -> tuple[str, ...]:
@@ -151,14 +135,24 @@ def write_sqlite_ddl(path: Path = SQLITE_DDL_MODULE) -> None:
 
 def write_postgresql_ddl(path: Path = POSTGRESQL_DDL_MODULE) -> None:
     """Regenerate postgresql_ddl.py (with sqlite_ddl.py, by the same command)."""
+    from remediate.store.store import render_postgresql_queries
+
     body = "".join(f"    {statement!r},\n" for statement in render_postgresql_ddl())
+    queries = "".join(
+        f"    {name!r}: {query!r},\n" for name, query in render_postgresql_queries().items()
+    )
     path.write_text(
         "# ruff: noqa: E501\n"
-        '"""The PostgreSQL schema at SCHEMA_HEAD, rendered from tables.py by\n'
-        "`python -m remediate.store.schema` (tests/unit/test_schema.py keeps it equal).\n"
-        "A first start on an empty database sends it in one round trip.\n"
+        '"""The PostgreSQL schema at SCHEMA_HEAD and the gate\'s queries, rendered from\n'
+        "tables.py and store.py by `python -m remediate.store.schema`\n"
+        "(tests/unit/test_schema.py keeps them equal). A first start on an empty database\n"
+        "sends the schema in one round trip; start-up and /health need no SQLAlchemy.\n"
         '"""\n\n'
-        f"STATEMENTS = (\n{body})\n"
+        "from typing import Any\n\n"
+        f"STATEMENTS = (\n{body})\n\n"
+        "# name -> (SQL, fixed parameter values)\n"
+        "GATE_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {\n"
+        f"{queries}}}\n"
     )
 
 
