@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
 from remediate.clock import ManualClock
@@ -69,3 +70,62 @@ def test_other_methods_get_405(tmp_path: Path, clock: ManualClock) -> None:
     runtime = runtime_for(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", clock)
     with TestClient(create_app(runtime)) as client:
         assert client.post("/health").status_code == 405
+
+
+def test_a_late_body_is_cut_off_and_nothing_else_is_cancelled() -> None:
+    """One timer watches every body being read: a body later than the timeout comes out
+    as TimeoutError (between the timeout and an eighth more); a read that ended, however,
+    is never cancelled afterwards, and a cancellation from elsewhere stays one."""
+    import asyncio
+    import time
+
+    from remediate.webhook.app import BodyTooLarge, _BodyDeadlines, _read_body
+
+    async def scenario() -> dict[str, object]:
+        deadlines = _BodyDeadlines(0.4)
+        never = asyncio.Event()
+
+        async def silent() -> dict[str, object]:
+            await never.wait()
+            return {}
+
+        async def huge() -> dict[str, object]:
+            return {"type": "http.request", "body": b"x" * 100, "more_body": True}
+
+        async def late() -> tuple[str, float]:
+            started = time.monotonic()
+            try:
+                await _read_body(silent, None, 10, deadlines)
+            except TimeoutError:
+                return "timeout", time.monotonic() - started
+            return "read", time.monotonic() - started
+
+        async def too_large_then_wait() -> str:
+            with pytest.raises(BodyTooLarge):
+                await _read_body(huge, None, 10, deadlines)
+            await asyncio.sleep(0.8)  # past the deadline: must not be cancelled now
+            return "survived"
+
+        reader = asyncio.create_task(late())
+        survivor = asyncio.create_task(too_large_then_wait())
+        cancelled = asyncio.create_task(_read_body(silent, None, 10, deadlines))
+        await asyncio.sleep(0.1)
+        cancelled.cancel()
+        try:
+            await cancelled
+            outcome = "finished"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        return {
+            "late": await reader,
+            "survivor": await survivor,
+            "cancelled": outcome,
+            "left": (len(deadlines.reading), len(deadlines.expired)),
+        }
+
+    result = asyncio.run(scenario())
+    status, took = result["late"]  # type: ignore[misc]
+    assert status == "timeout" and 0.4 <= took < 1.5
+    assert result["survivor"] == "survived"
+    assert result["cancelled"] == "cancelled"
+    assert result["left"] == (0, 0)

@@ -61,14 +61,59 @@ class _Refused(Exception):
         self.close = close
 
 
-async def _read_body(receive: Receive, declared: bytes | None, limit: int, timeout: float) -> bytes:
-    """The body, at most `limit` bytes, within `timeout` seconds (a client sending one
-    byte a second is cut off; others are served meanwhile, the loop never waits on it)."""
+class _BodyDeadlines:
+    """Cuts off requests whose body takes longer than `timeout` seconds: one timer for
+    every request reading its body, looking every `timeout / 8` seconds, where a timer
+    per request (asyncio.timeout) cost about 5% of the event loop under load.
+
+    A request past its deadline is cancelled; `_read_body` turns that cancellation, and
+    only that one, into TimeoutError. It is cut off between `timeout` and `timeout *
+    1.125` seconds after it began.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.reading: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def begin(self, task: asyncio.Task[Any]) -> None:
+        loop = task.get_loop()
+        self.reading[task] = loop.time() + self.timeout
+        if self._timer is None:
+            self._timer = loop.call_later(self.timeout / 8, self._look, loop)
+
+    def end(self, task: asyncio.Task[Any]) -> bool:
+        """Done reading; True if the task was cancelled for being late."""
+        self.reading.pop(task, None)
+        if task in self.expired:
+            self.expired.discard(task)
+            return True
+        return False
+
+    def _look(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for task, deadline in list(self.reading.items()):
+            if deadline <= now:
+                del self.reading[task]
+                self.expired.add(task)
+                task.cancel()
+        self._timer = loop.call_later(self.timeout / 8, self._look, loop) if self.reading else None
+
+
+async def _read_body(
+    receive: Receive, declared: bytes | None, limit: int, deadlines: _BodyDeadlines
+) -> bytes:
+    """The body, at most `limit` bytes, within the deadline (a client sending one byte a
+    second is cut off; others are served meanwhile, the loop never waits on it)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async with asyncio.timeout(timeout):
+    task = asyncio.current_task()
+    assert task is not None
+    deadlines.begin(task)
+    try:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -80,6 +125,13 @@ async def _read_body(receive: Receive, declared: bytes | None, limit: int, timeo
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+    except asyncio.CancelledError:
+        if deadlines.end(task):
+            task.uncancel()
+            raise TimeoutError from None
+        raise
+    finally:
+        deadlines.end(task)  # whatever ended the read: never cancelled after it
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -147,6 +199,7 @@ def create_app(
 
     max_body = runtime.settings.server.max_body_bytes
     body_timeout = runtime.settings.server.body_timeout_seconds
+    deadlines = _BodyDeadlines(body_timeout)
     writer = DecisionWriter(runtime.pipeline) if group_commit else None
     expected = token.encode() if token else b""
 
@@ -202,7 +255,7 @@ def create_app(
             if not hmac.compare_digest(given.encode(), expected):
                 raise _Refused(401, "missing or wrong token", hint="Authorization: Bearer TOKEN")
         try:
-            body = await _read_body(receive, declared, max_body, body_timeout)
+            body = await _read_body(receive, declared, max_body, deadlines)
         except BodyTooLarge:
             raise _Refused(413, f"body over {max_body} bytes", close=True) from None
         except TimeoutError:
