@@ -282,9 +282,9 @@ def test_a_postgresql_gate_holds_the_lock_from_its_first_statement(postgres_url:
 def test_a_postgresql_gate_survives_a_dropped_connection_and_a_failed_commit(
     postgres_url: str,
 ) -> None:
-    """The connection the gate holds is replaced when the server drops it between
-    transactions (the first statement finds it dead; nothing is lost or refused), and
-    a transaction that fails at its commit leaves nothing behind and the next one works."""
+    """The connections the store keeps (the gate's, the readers') are replaced when the
+    server drops them between uses (nothing is lost or refused), and a transaction that
+    fails at its commit leaves nothing behind and the next one works."""
     import psycopg
 
     store = Store.open(postgres_url)
@@ -308,12 +308,14 @@ def test_a_postgresql_gate_survives_a_dropped_connection_and_a_failed_commit(
 
     try:
         gate()
+        store.ping()  # leaves a reader in the pool
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             killed = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).fetchall()
         assert killed and all(ok for (ok,) in killed)
+        store.ping()  # a pooled reader found closed is replaced before use
         gate()  # on a new connection
         assert (count(t.requests), count(t.decisions)) == (2, 2)
 

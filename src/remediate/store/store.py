@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import select
 import socket
 import sqlite3
 import sys
@@ -743,6 +744,9 @@ class Store:
 
         with self._readers_lock:
             raw = self._readers.pop() if self._readers else None
+        if raw is not None and not _idle_and_alive(raw):
+            raw.close()  # the server went away meanwhile (a restart): open another
+            raw = None
         try:
             if raw is None:
                 raw = self._pg_connect()
@@ -1332,6 +1336,19 @@ def _sqlite_file(url: str) -> str | None:
     if not path or path == ":memory:" or "?" in path or path.startswith("file:"):
         return None
     return path
+
+
+def _idle_and_alive(raw: Any) -> bool:
+    """An idle psycopg connection that can still be used: nothing waits to be read on
+    its socket (a server that closed it, as on a restart, leaves its notice or the end of
+    the stream there). Costs no round trip."""
+    if raw.closed or raw.broken:
+        return False
+    try:
+        readable, _, _ = select.select([raw.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def _libpq_url(url: str) -> str:
