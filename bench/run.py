@@ -39,6 +39,9 @@ REMEDIATE = str(Path(sys.executable).parent / "remediate")
 
 BUDGETS = {
     "c10_rps_min": 6000,
+    # 6,000 is half the no-op ceiling of the reference machine (12.3k): on a faster or
+    # slower host the ratio measured in the same run is the figure that carries over.
+    "c10_ratio_min": 0.5,
     "c10_p99_ms_max": 10,
     "c50_p99_ms_max": 25,
     "payload200_ms_max": 50,
@@ -278,12 +281,19 @@ def remediate_env(directory: Path, url: str | None) -> tuple[list[str], dict[str
 
 def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
+    ceiling = results["servers"]["noop"]["c10"]["rps"]
     for store in ("sqlite", "postgresql"):
         server = results["servers"].get(store)
         if not server:
             continue
         checks = [
             ("c10 alerts/s", server["c10"]["rps"], ">=", BUDGETS["c10_rps_min"]),
+            (
+                "c10 ratio to the no-op ceiling",
+                server["c10"]["rps"] / ceiling,
+                ">=",
+                BUDGETS["c10_ratio_min"],
+            ),
             ("c10 p99 ms", server["c10"]["p99_ms"], "<=", BUDGETS["c10_p99_ms_max"]),
             ("c50 p99 ms", server["c50"]["p99_ms"], "<=", BUDGETS["c50_p99_ms_max"]),
             (
@@ -302,7 +312,7 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
                 {
                     "store": store,
                     "figure": label,
-                    "value": round(value, 1),
+                    "value": round(value, 2 if value < 10 else 1),
                     "budget": f"{op} {budget}",
                     "met": ok,
                 }
