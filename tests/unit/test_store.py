@@ -328,3 +328,56 @@ def test_a_postgresql_gate_survives_a_dropped_connection_and_a_failed_commit(
         assert (count(t.requests), count(t.decisions)) == (3, 3)
     finally:
         store.close()
+
+
+def test_nul_in_an_alert_is_recorded_on_either_store(tmp_path: Path, store_url: str) -> None:
+    """An alert whose labels carry NUL is decided and recorded like any other: SQLite
+    keeps the NUL, PostgreSQL (whose text cannot hold it) keeps U+FFFD in its place,
+    on the gate's driver path and on SQLAlchemy's (an admission) alike. Before, it was
+    a store error on PostgreSQL: 503, which Alertmanager retries forever."""
+    from remediate.webhook.models import WebhookPayload
+    from remediate.webhook.receiver import intents
+
+    settings = settings_for(
+        tmp_path,
+        store_url,
+        playbooks={"commands": [{"name": "ok", "steps": [{"name": "x", "argv": ["true"]}]}]},
+        routes=[{"alert": "Nul", "playbook": "ok", "confidence": 95}],
+    )
+    store = Store.open(store_url)
+    _empty(store)
+    pipeline = Pipeline(settings, store, Registry.from_settings(settings), clock=ManualClock())
+    alerts = [
+        {"alertname": "A\x00B"},  # no route: recorded
+        {"alertname": "Nul", "instance": "x\x00y"},  # admitted: an execution row too
+        {"alertname": "Nul", "instance": "z", "note": "\x00", "\x00": "k"},  # refused
+    ]
+    payload = WebhookPayload.model_validate(
+        {"alerts": [{"status": "firing", "labels": labels} for labels in alerts]}
+    )
+    try:
+        decisions, follow_up = pipeline.decide_committed(intents(pipeline, payload))
+        follow_up()
+        # The third is refused by an ordinary check (the playbook's cooldown), as it
+        # would be without NUL: what matters is that it is decided and recorded.
+        assert [(d.action, d.check) for d in decisions] == [
+            ("record", "route"),
+            ("execute", ""),
+            ("block", "rate_limit"),
+        ]
+        nul = "\x00" if store.is_sqlite else "\ufffd"
+        with store.reading() as connection:
+            names = connection.execute(
+                sa.select(t.requests.c.alertname).order_by(t.requests.c.id)
+            ).scalars()
+            assert list(names) == [f"A{nul}B", "Nul", "Nul"]
+            labels = connection.execute(
+                sa.select(t.requests.c.labels).order_by(t.requests.c.id)
+            ).scalars()
+            assert [label.get("instance") for label in labels][1:] == [f"x{nul}y", "z"]
+            keys = connection.execute(
+                sa.select(t.executions.c.idempotency_key).order_by(t.executions.c.id)
+            ).scalars()
+            assert f"x{nul}y" in next(iter(keys))
+    finally:
+        store.close()
