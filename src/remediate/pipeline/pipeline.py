@@ -183,10 +183,22 @@ class Pipeline:
             if confirm and not item.requires_confirmation:
                 item = dataclasses.replace(item, requires_confirmation=True)
             resolved.append((item, target, risk, None))
+        fields = self.settings.safety.idempotency.key_fields
+        keys = (
+            [
+                found
+                for item in resolved
+                if not isinstance(item, Note) and (found := idempotency_key(item[0], fields))
+            ]
+            if self.store.reads_ahead
+            else []
+        )
         entries: list[dict[str, Any]] = []
         decisions: list[Decision] = []
         with self.store.gate_transaction() as view:
-            view.expect(len(resolved))  # a request and a decision each
+            # A request and a decision each; PostgreSQL reads the pause flag and the
+            # idempotency keys' last admissions at once.
+            view.expect(len(resolved), flags=("paused",), idempotency_keys=keys)
             now = self.clock.now()
             for entry_item in resolved:
                 line: dict[str, Any] | None

@@ -228,6 +228,14 @@ _PG_LOCK_AND_IDS = (
     " nextval(pg_get_serial_sequence('decisions', 'id'))"
     " FROM (SELECT pg_advisory_xact_lock(%(lock)s)) AS locked, generate_series(1, %(count)s)"
 )
+# The gate's first reads in one statement: the flags asked for, and the newest
+# admission of each idempotency key (both as JSON objects, NULL when none).
+_PG_FLAGS_AND_LAST_ADMITTED = (
+    "SELECT (SELECT json_object_agg(name, value) FROM flags WHERE name = ANY(%(flags)s)),"
+    " (SELECT json_object_agg(idempotency_key, last) FROM"
+    " (SELECT idempotency_key, max(admitted_at) AS last FROM executions"
+    " WHERE idempotency_key = ANY(%(keys)s) GROUP BY idempotency_key) AS admitted)"
+)
 _PG_NEXT_ID = "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id'))"
 _PG_NEXT_QUEUED_IDS = (
     "SELECT nextval(pg_get_serial_sequence('requests', 'id')),"
@@ -423,20 +431,37 @@ class GateView:
                 spare.append(int(row.scalar_one()))
         return spare.pop()
 
-    def expect(self, rows: int) -> None:
-        """This transaction will queue about `rows` rows per table: on PostgreSQL the ids
-        of both tables are taken from their sequences now, in one round trip."""
-        if self._sqlite or rows < 1:
+    def expect(
+        self, rows: int, *, flags: Sequence[str] = (), idempotency_keys: Sequence[str] = ()
+    ) -> None:
+        """This transaction will queue about `rows` rows per table, read these `flags`
+        and ask when each of these idempotency keys was last admitted. On PostgreSQL the
+        ids of both tables are taken from their sequences now (with the gate's lock), and
+        the flags and keys are read in one statement after it: psycopg spends about
+        35 µs of CPU on every statement. Elsewhere the reads happen when asked."""
+        if self._sqlite:
             return
-        if self._lock is not None:
-            fetched = self._take_lock(rows)
-        elif self._pg is not None:
-            fetched = self._pg_rows(_PG_NEXT_QUEUED_IDS, {"count": rows})
-        else:
-            fetched = list(self._sa().execute(_queries()["next_queued_ids"], {"count": rows}))
-        for position, name in enumerate(_QUEUED):
-            # Popped from the end: the first row queued gets the lowest id.
-            self._ids.setdefault(name, []).extend(int(row[position]) for row in reversed(fetched))
+        if rows >= 1:
+            if self._lock is not None:
+                fetched = self._take_lock(rows)
+            elif self._pg is not None:
+                fetched = self._pg_rows(_PG_NEXT_QUEUED_IDS, {"count": rows})
+            else:
+                fetched = list(self._sa().execute(_queries()["next_queued_ids"], {"count": rows}))
+            for position, name in enumerate(_QUEUED):
+                # Popped from the end: the first row queued gets the lowest id.
+                self._ids.setdefault(name, []).extend(
+                    int(row[position]) for row in reversed(fetched)
+                )
+        if self._pg is not None and (flags or idempotency_keys):
+            keys = sorted(set(idempotency_keys))
+            [(found_flags, found_keys)] = self._pg_rows(
+                _PG_FLAGS_AND_LAST_ADMITTED, {"flags": list(flags), "keys": keys}
+            )
+            for name in flags:
+                self._flags[name] = (found_flags or {}).get(name)
+            for key in keys:  # what "last_key" answers, absent keys included
+                self._answers[("last_key", ("key", key))] = (found_keys or {}).get(key)
 
     def flush(self) -> None:
         """Write every queued row: requests first, then the decisions that refer to them."""
@@ -566,6 +591,12 @@ class Store:
         self._gate_held: Connection | None = None  # PostgreSQL's, under the write lock
         self._readers: list[Any] = []  # sqlite3's or psycopg's
         self._readers_lock = threading.Lock()
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether a gate transaction's `expect` reads flags and idempotency keys ahead
+        (PostgreSQL, where each statement costs a round trip and psycopg's overhead)."""
+        return not self.is_sqlite
 
     @property
     def engine(self) -> Engine:
