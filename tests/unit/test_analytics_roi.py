@@ -227,3 +227,19 @@ def test_a_prevention_counts_a_fix_from_the_forecast_to_just_before_the_hour(
     report = roi(store, Analytics(), WINDOW)
     assert (report.critical_forecasts, report.incidents_prevented) == (3, 1)
     assert report.prevented_by_resource == {"disk:/": 1}
+
+
+def test_both_forms_of_the_resolution_query_agree(history: History, store: Store) -> None:
+    """SQLite looks each fix's resolution up in order; PostgreSQL hash-joins the fixes to
+    the grouped resolutions. Over the same synthetic month, on either store, both give
+    the same figures per playbook."""
+    from remediate.analytics.roi import _resolution, _resolution_joined
+
+    with store.reading() as connection:
+        looked_up = sorted(tuple(row) for row in connection.execute(_resolution(WINDOW)))
+        joined = sorted(tuple(row) for row in connection.execute(_resolution_joined(WINDOW)))
+    assert looked_up and [row[:2] for row in looked_up] == [row[:2] for row in joined]
+    assert any(row[3] for row in looked_up)  # some fixes were resolved
+    for one, other in zip(looked_up, joined, strict=True):
+        assert one[3] == other[3]
+        assert one[2] == pytest.approx(other[2]) and one[4] == pytest.approx(other[4])
