@@ -129,3 +129,50 @@ def test_a_late_body_is_cut_off_and_nothing_else_is_cancelled() -> None:
     assert result["survivor"] == "survived"
     assert result["cancelled"] == "cancelled"
     assert result["left"] == (0, 0)
+
+
+def test_a_body_deadline_keeps_a_cancellation_from_elsewhere_and_works_on_a_new_loop() -> None:
+    """A cancellation from elsewhere (a shutdown) in the same step as the deadline stays
+    a cancellation, as with asyncio.timeout; and a loop that closed mid-read does not
+    leave the deadlines without a timer for the next loop."""
+    import asyncio
+    import time
+
+    from remediate.webhook.app import _BodyDeadlines, _read_body
+
+    async def never() -> dict[str, object]:
+        await asyncio.sleep(3600)
+        return {}
+
+    async def cancelled_twice() -> str:
+        deadlines = _BodyDeadlines(10)
+        task = asyncio.create_task(_read_body(never, None, 10, deadlines))
+        await asyncio.sleep(0.01)
+        deadlines.reading[task] = 0.0  # its deadline has passed
+        deadlines._look(asyncio.get_running_loop())  # the timer cancels it...
+        task.cancel()  # ...and so does a shutdown, in the same step
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        except TimeoutError:
+            return "timeout"
+        return "read"
+
+    assert asyncio.run(cancelled_twice()) == "cancelled"
+
+    deadlines = _BodyDeadlines(0.2)
+
+    async def abandon() -> None:
+        reading = asyncio.create_task(_read_body(never, None, 10, deadlines))
+        await asyncio.sleep(0.01)  # the loop closes with that read in flight
+        assert not reading.done()
+
+    async def late() -> float:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(_read_body(never, None, 10, deadlines), 5)
+        return time.monotonic() - started
+
+    asyncio.run(abandon())
+    assert asyncio.run(late()) < 2  # cut off by the deadline, not by wait_for's 5 s

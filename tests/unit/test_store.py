@@ -267,6 +267,7 @@ def test_a_postgresql_gate_holds_the_lock_from_its_first_statement(postgres_url:
         with store.gate_transaction() as view:
             assert view.flag("paused") is None
             assert not lock_is_free()
+        assert lock_is_free()  # a transaction that only read is committed too
         with store.gate_transaction() as view:
             view.connection.execute(t.requests.insert(), row)
             assert not lock_is_free()
@@ -358,6 +359,11 @@ def test_nul_in_an_alert_is_recorded_on_either_store(tmp_path: Path, store_url: 
     try:
         decisions, follow_up = pipeline.decide_committed(intents(pipeline, payload))
         follow_up()
+        # The same notification again: the admitted alert, NUL in its idempotency key,
+        # is known (on PostgreSQL the key is read back with U+FFFD and must still match).
+        again, follow_up = pipeline.decide_committed(intents(pipeline, payload))
+        follow_up()
+        assert (again[1].action, again[1].check) == ("block", "idempotency")
         # The third is refused by an ordinary check (the playbook's cooldown), as it
         # would be without NUL: what matters is that it is decided and recorded.
         assert [(d.action, d.check) for d in decisions] == [
@@ -370,14 +376,54 @@ def test_nul_in_an_alert_is_recorded_on_either_store(tmp_path: Path, store_url: 
             names = connection.execute(
                 sa.select(t.requests.c.alertname).order_by(t.requests.c.id)
             ).scalars()
-            assert list(names) == [f"A{nul}B", "Nul", "Nul"]
+            assert list(names)[:3] == [f"A{nul}B", "Nul", "Nul"]
             labels = connection.execute(
                 sa.select(t.requests.c.labels).order_by(t.requests.c.id)
             ).scalars()
-            assert [label.get("instance") for label in labels][1:] == [f"x{nul}y", "z"]
+            assert [label.get("instance") for label in labels][1:3] == [f"x{nul}y", "z"]
             keys = connection.execute(
                 sa.select(t.executions.c.idempotency_key).order_by(t.executions.c.id)
             ).scalars()
             assert f"x{nul}y" in next(iter(keys))
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
+def test_an_empty_notification_on_postgresql_leaves_no_transaction_open(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A notification without alerts takes the gate's lock and reads the pause flag, and
+    writes nothing: it must still end its transaction. Left open, its lock made the next
+    write of the same process wait for ever (the webhook hung)."""
+    import threading
+
+    from remediate.webhook.models import WebhookPayload
+    from remediate.webhook.receiver import intents
+
+    settings = settings_for(tmp_path, postgres_url)
+    store = Store.open(postgres_url)
+    _empty(store)
+    pipeline = Pipeline(settings, store, Registry.from_settings(settings), clock=ManualClock())
+    try:
+        empty = WebhookPayload.model_validate({"alerts": []})
+        assert pipeline.decide_all(intents(pipeline, empty)) == []
+        done = threading.Event()
+        writer = threading.Thread(
+            target=lambda: (store.set_flag("paused", {"reason": "t"}, now=1.0), done.set()),
+            daemon=True,
+        )
+        writer.start()
+        if not done.wait(10):
+            import psycopg
+
+            with psycopg.connect(postgres_url, autocommit=True) as admin:  # free the writer
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND state = 'idle in transaction'"
+                )
+            writer.join(10)
+            pytest.fail("a write after an empty notification waited for the gate's lock")
+        assert store.flag("paused") == {"reason": "t"}
     finally:
         store.close()

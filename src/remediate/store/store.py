@@ -356,13 +356,21 @@ class GateView:
         return fetched if rows else []
 
     def commit(self) -> None:
-        """Write what is queued and commit. PostgreSQL's gate does both in one pipeline:
-        one round trip (SQLAlchemy's own commit then has nothing left to do)."""
+        """PostgreSQL's gate: write what is queued, then COMMIT on the driver (which also
+        ends a transaction that only read: its advisory lock is released either way);
+        SQLAlchemy's own commit then has nothing left to do."""
         assert self._pg is not None, "only PostgreSQL's gate commits through its view"
         if self._lock is None:  # taken, so something was done
+            import psycopg
+
             pending, self._pending = self._pending, {}
             tables = [(name, pending[name]) for name in _QUEUED if name in pending]
-            _insert_postgresql(self._pg, tables, commit=True)
+            if tables:
+                _insert_postgresql(self._pg, tables)
+            try:
+                self._pg.commit()
+            except psycopg.Error as error:
+                raise _postgresql_error(error, "committing") from error
         self._sa().commit()
 
     def rollback(self) -> bool:
@@ -461,7 +469,8 @@ class GateView:
             for name in flags:
                 self._flags[name] = (found_flags or {}).get(name)
             for key in keys:  # what "last_key" answers, absent keys included
-                self._answers[("last_key", ("key", key))] = (found_keys or {}).get(key)
+                stored = key.replace("\x00", "\ufffd")  # as PostgreSQL holds it (_without_nul)
+                self._answers[("last_key", ("key", key))] = (found_keys or {}).get(stored)
 
     def flush(self) -> None:
         """Write every queued row: requests first, then the decisions that refer to them."""
@@ -736,6 +745,9 @@ class Store:
 
         assert self._conninfo is not None
         raw = psycopg.connect(self._conninfo, connect_timeout=max(1, int(self.busy_timeout)))
+        # The gate reads after taking its lock and relies on each statement seeing what
+        # was committed before it: explicit, whatever the server's or role's default.
+        raw.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         _without_nul(raw)
         return raw
 
@@ -1506,6 +1518,9 @@ def _create_engine(url: str, *, busy_timeout: float) -> Engine:
         url,
         pool_pre_ping=True,
         json_serializer=_dumps,
+        # The gate relies on each statement after its lock seeing what was committed
+        # before: explicit, whatever the server's or role's default isolation.
+        isolation_level="READ COMMITTED",
         connect_args={"connect_timeout": max(1, int(busy_timeout))},
     )
     if engine.dialect.driver == "psycopg":
@@ -1578,13 +1593,11 @@ def _insert_sqlite(raw: sqlite3.Connection, name: str, rows: list[dict[str, Any]
             raise _driver_error(error, f"writing {name}") from error
 
 
-def _insert_postgresql(
-    raw: Any, tables: list[tuple[str, list[dict[str, Any]]]], *, commit: bool = False
-) -> None:
+def _insert_postgresql(raw: Any, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
     """Rows as SQLAlchemy would write them, on psycopg's connection (the same
     transaction), in one statement: an INSERT per table and shape, all but the last as
-    data-modifying WITH clauses (foreign keys are checked at the statement's end), then
-    the COMMIT if asked. Each INSERT takes its rows as one JSON array
+    data-modifying WITH clauses (foreign keys are checked at the statement's end). Each
+    INSERT takes its rows as one JSON array
     (`json_populate_recordset`) encoded by pydantic-core: one parameter for psycopg to
     send, where `executemany` spent about 18 µs of the writer's CPU per row. (Slower,
     measured: a multi-row VALUES, which psycopg parses again on every call past 50
@@ -1606,8 +1619,6 @@ def _insert_postgresql(
     statement = f"WITH {clauses} {last}" if before else last
     try:
         raw.execute(statement, arrays)
-        if commit:
-            raw.commit()
     except _psycopg_error() as error:
         raise _postgresql_error(
             error, f"writing {', '.join(name for name, _ in tables)}"

@@ -76,11 +76,13 @@ class _BodyDeadlines:
         self.reading: dict[asyncio.Task[Any], float] = {}
         self.expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def begin(self, task: asyncio.Task[Any]) -> None:
         loop = task.get_loop()
         self.reading[task] = loop.time() + self.timeout
-        if self._timer is None:
+        if self._timer is None or loop is not self._loop:  # or its loop was closed
+            self._loop = loop
             self._timer = loop.call_later(self.timeout / 8, self._look, loop)
 
     def end(self, task: asyncio.Task[Any]) -> bool:
@@ -92,9 +94,13 @@ class _BodyDeadlines:
         return False
 
     def _look(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            return
         now = loop.time()
         for task, deadline in list(self.reading.items()):
-            if deadline <= now:
+            if task.get_loop() is not loop:  # left by a loop that closed mid-read
+                del self.reading[task]
+            elif deadline <= now:
                 del self.reading[task]
                 self.expired.add(task)
                 task.cancel()
@@ -126,8 +132,9 @@ async def _read_body(
             if not message.get("more_body", False):
                 break
     except asyncio.CancelledError:
-        if deadlines.end(task):
-            task.uncancel()
+        # Ours alone (the count back to 0) becomes the timeout; one from elsewhere
+        # (a shutdown) in the same step stays a cancellation, as with asyncio.timeout.
+        if deadlines.end(task) and task.uncancel() == 0:
             raise TimeoutError from None
         raise
     finally:
