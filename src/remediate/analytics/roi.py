@@ -161,9 +161,13 @@ def resolved(store: Store, window: Window) -> dict[str, Resolution]:
     }
 
 
-def _resolution(window: Window) -> sa.Select[Any]:
-    e, d, r, q = t.executions, t.decisions, t.requests, t.requests.alias("resolved")
-    fixes = (
+def _fixes(window: Window, *, in_table_order: bool) -> sa.Select[Any]:
+    """The window's successful runs that answered an alert, with that alert's start and
+    fingerprint. `in_table_order` (SQLite): a pass over the window in table order, so
+    decisions and requests are read in the order they were written, not one random page
+    each (`covers`, `unindexed`); PostgreSQL plans its joins better without."""
+    e, d, r = t.executions, t.decisions, t.requests
+    return (
         sa.select(
             e.c.playbook,
             e.c.finished_at,
@@ -172,15 +176,18 @@ def _resolution(window: Window) -> sa.Select[Any]:
         )
         .select_from(e.join(d, d.c.id == e.c.decision_id).join(r, r.c.id == d.c.request_id))
         .where(
-            # A pass over the window in table order: decisions and requests are then read in
-            # the order they were written, not one random page each (`covers`, `unindexed`).
-            window.covers(e.c.admitted_at),
+            window.covers(e.c.admitted_at) if in_table_order else window.contains(e.c.admitted_at),
             # Only executions that answered an alert carry its name: join just those.
             e.c.alertname.is_not(None),
-            unindexed(e.c.status) == "success",
+            (unindexed(e.c.status) if in_table_order else e.c.status) == "success",
             r.c.alert_starts_at.is_not(None),
         )
     )
+
+
+def _resolution(window: Window) -> sa.Select[Any]:
+    r, q = t.requests, t.requests.alias("resolved")
+    fixes = _fixes(window, in_table_order=True)
     # Each fix looks its resolution up in the index of resolved notifications (migration
     # 0007), in that index's order: sorting the fixes first costs less than looking them up
     # at random, on SQLite, which has no hash join; PostgreSQL sorts a little for nothing, but
@@ -218,23 +225,7 @@ def _resolution_joined(window: Window) -> sa.Select[Any]:
     grouped by (fingerprint, start), in one pass over each. The same rows; half the time
     over a million executions (0.85 s instead of 1.7), where the lookup per fix is made
     for SQLite, which has no hash join."""
-    e, d, r = t.executions, t.decisions, t.requests
-    fixes = (
-        sa.select(
-            e.c.playbook,
-            e.c.finished_at,
-            r.c.alert_starts_at.label("starts_at"),
-            r.c.fingerprint,
-        )
-        .select_from(e.join(d, d.c.id == e.c.decision_id).join(r, r.c.id == d.c.request_id))
-        .where(
-            window.contains(e.c.admitted_at),
-            e.c.alertname.is_not(None),
-            e.c.status == "success",
-            r.c.alert_starts_at.is_not(None),
-        )
-        .subquery("fixes")
-    )
+    fixes = _fixes(window, in_table_order=False).subquery("fixes")
     q = t.requests.alias("resolved")
     resolutions = (
         sa.select(

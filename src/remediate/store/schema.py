@@ -20,7 +20,9 @@ writers), so two processes starting on one empty database create the schema once
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -109,29 +111,26 @@ def write_sqlite_ddl(path: Path = SQLITE_DDL_MODULE) -> None:
     test says when)."""
     from remediate.store.store import render_sqlite_columns, render_sqlite_queries
 
-    body = "".join(f"    {statement!r},\n" for statement in render_sqlite_ddl())
-    queries = "".join(
-        f"    {name!r}: {query!r},\n" for name, query in render_sqlite_queries().items()
-    )
-    columns = "".join(
-        f"    {name!r}: {value!r},\n" for name, value in render_sqlite_columns().items()
-    )
-    path.write_text(
-        "# ruff: noqa: E501\n"
-        '"""The SQLite schema at SCHEMA_HEAD, the gate\'s queries and what the rows it queues\n'
+    _write_module(
+        path,
+        "The SQLite schema at SCHEMA_HEAD, the gate's queries and what the rows it queues\n"
         "take from column defaults, rendered from tables.py and store.py by\n"
         "`python -m remediate.store.schema` (tests/unit/test_schema.py keeps them equal).\n"
         "With them `remediate serve` starts, answers /health and decides alerts on SQLite\n"
-        "without importing SQLAlchemy.\n"
-        '"""\n\n'
-        "from typing import Any\n\n"
-        f"STATEMENTS = (\n{body})\n\n"
-        "# name -> (SQL, parameter order, fixed parameter values)\n"
-        "GATE_QUERIES: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {\n"
-        f"{queries}}}\n\n"
-        "# table -> (JSON columns, column defaults)\n"
-        "QUEUED_COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {\n"
-        f"{columns}}}\n"
+        "without importing SQLAlchemy.\n",
+        render_sqlite_ddl(),
+        [
+            (
+                "GATE_QUERIES: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]",
+                "name -> (SQL, parameter order, fixed parameter values)",
+                render_sqlite_queries(),
+            ),
+            (
+                "QUEUED_COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, Any]]]",
+                "table -> (JSON columns, column defaults)",
+                render_sqlite_columns(),
+            ),
+        ],
     )
 
 
@@ -139,23 +138,42 @@ def write_postgresql_ddl(path: Path = POSTGRESQL_DDL_MODULE) -> None:
     """Regenerate postgresql_ddl.py (with sqlite_ddl.py, by the same command)."""
     from remediate.store.store import render_postgresql_queries
 
-    body = "".join(f"    {statement!r},\n" for statement in render_postgresql_ddl())
-    queries = "".join(
-        f"    {name!r}: {query!r},\n" for name, query in render_postgresql_queries().items()
-    )
-    path.write_text(
-        "# ruff: noqa: E501\n"
-        '"""The PostgreSQL schema at SCHEMA_HEAD and the gate\'s queries, rendered from\n'
+    _write_module(
+        path,
+        "The PostgreSQL schema at SCHEMA_HEAD and the gate's queries, rendered from\n"
         "tables.py and store.py by `python -m remediate.store.schema`\n"
         "(tests/unit/test_schema.py keeps them equal). A first start on an empty database\n"
-        "sends the schema in one round trip; start-up and /health need no SQLAlchemy.\n"
-        '"""\n\n'
-        "from typing import Any\n\n"
-        f"STATEMENTS = (\n{body})\n\n"
-        "# name -> (SQL, fixed parameter values)\n"
-        "GATE_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {\n"
-        f"{queries}}}\n"
+        "sends the schema in one round trip; start-up and /health need no SQLAlchemy.\n",
+        render_postgresql_ddl(),
+        [
+            (
+                "GATE_QUERIES: dict[str, tuple[str, dict[str, Any]]]",
+                "name -> (SQL, fixed parameter values)",
+                render_postgresql_queries(),
+            )
+        ],
     )
+
+
+def _write_module(
+    path: Path,
+    docstring: str,
+    statements: Sequence[str],
+    mappings: Sequence[tuple[str, str, Mapping[str, Any]]],
+) -> None:
+    """A module of rendered SQL: STATEMENTS, then each mapping (its annotated name, a
+    comment, its items)."""
+    body = "".join(f"    {statement!r},\n" for statement in statements)
+    text = (
+        "# ruff: noqa: E501\n"
+        f'"""{docstring}"""\n\n'
+        "from typing import Any\n\n"
+        f"STATEMENTS = (\n{body})\n"
+    )
+    for declaration, comment, items in mappings:
+        entries = "".join(f"    {name!r}: {value!r},\n" for name, value in items.items())
+        text += f"\n# {comment}\n{declaration} = {{\n{entries}}}\n"
+    path.write_text(text)
 
 
 def migrate(connection: Connection, *, to: str = "head") -> None:
