@@ -500,10 +500,12 @@ class GateView:
         self.verdicts.clear()
 
     def _pg_rows(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        import psycopg
+
         self._take_lock()
         try:
             return list(self._pg.execute(sql, parameters).fetchall())
-        except _psycopg_error() as error:
+        except psycopg.Error as error:
             raise _postgresql_error(error, "reading for the gate") from error
 
     def _rows(self, name: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -1614,12 +1616,14 @@ def _insert_postgresql(raw: Any, tables: list[tuple[str, list[dict[str, Any]]]])
             arrays.append(_json_without_nul(_dumps(values)))
     if not inserts:
         return
+    import psycopg
+
     *before, last = inserts
     clauses = ", ".join(f"written_{n} AS ({sql})" for n, sql in enumerate(before))
     statement = f"WITH {clauses} {last}" if before else last
     try:
         raw.execute(statement, arrays)
-    except _psycopg_error() as error:
+    except psycopg.Error as error:
         raise _postgresql_error(
             error, f"writing {', '.join(name for name, _ in tables)}"
         ) from error
@@ -1645,12 +1649,6 @@ def _postgresql_insert(name: str, keys: tuple[str, ...]) -> tuple[str, dict[str,
         f" FROM json_populate_recordset(NULL::{name}, %s::json)"
     )
     return sql, fill
-
-
-def _psycopg_error() -> type[Exception]:
-    import psycopg
-
-    return psycopg.Error
 
 
 def _postgresql_error(error: Exception, doing: str) -> StoreError:
