@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from remediate import jsontext
 from remediate.errors import StoreError
-from remediate.store import sqlite_ddl
+from remediate.store import libpq, sqlite_ddl
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -219,6 +219,12 @@ def _postgresql_queries() -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 _PG_LOCK = "SELECT pg_advisory_xact_lock(%(lock)s)"
+# The gate's transaction as it goes to libpq (`libpq.run`, $n parameters as text): its
+# first round trip is BEGIN, the lock and the reads that must follow the lock; its last
+# the batch's INSERT and the COMMIT.
+_PG_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_PG_COMMIT = "COMMIT"
+_PG_GATE_LOCK = "SELECT pg_advisory_xact_lock($1::bigint)"
 # The lock (volatile, so taken as the statement runs) and the ids of both queued
 # tables. Sequences are outside transactions: the statement's snapshot, taken before
 # the lock was granted, does not matter to them, and every later statement of the
@@ -226,15 +232,19 @@ _PG_LOCK = "SELECT pg_advisory_xact_lock(%(lock)s)"
 _PG_LOCK_AND_IDS = (
     "SELECT nextval(pg_get_serial_sequence('requests', 'id')),"
     " nextval(pg_get_serial_sequence('decisions', 'id'))"
-    " FROM (SELECT pg_advisory_xact_lock(%(lock)s)) AS locked, generate_series(1, %(count)s)"
+    " FROM (SELECT pg_advisory_xact_lock($1::bigint)) AS locked, generate_series(1, $2::int)"
 )
 # The gate's first reads in one statement: the flags asked for, and the newest
-# admission of each idempotency key (both as JSON objects, NULL when none).
+# admission of each idempotency key (both as JSON objects, NULL when none). Names and
+# keys arrive as JSON arrays; ARRAY(...) makes each list one value, so the lookup is an
+# index scan whatever the plan's guess at their length.
 _PG_FLAGS_AND_LAST_ADMITTED = (
-    "SELECT (SELECT json_object_agg(name, value) FROM flags WHERE name = ANY(%(flags)s)),"
+    "SELECT (SELECT json_object_agg(name, value) FROM flags"
+    " WHERE name = ANY(ARRAY(SELECT json_array_elements_text($1::json)))),"
     " (SELECT json_object_agg(idempotency_key, last) FROM"
     " (SELECT idempotency_key, max(admitted_at) AS last FROM executions"
-    " WHERE idempotency_key = ANY(%(keys)s) GROUP BY idempotency_key) AS admitted)"
+    " WHERE idempotency_key = ANY(ARRAY(SELECT json_array_elements_text($2::json)))"
+    " GROUP BY idempotency_key) AS admitted)"
 )
 _PG_NEXT_ID = "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id'))"
 _PG_NEXT_QUEUED_IDS = (
@@ -331,46 +341,56 @@ class GateView:
         self._take_lock()
         return self._sa()
 
-    def _take_lock(self, rows: int = 0) -> list[tuple[Any, ...]]:
-        """PostgreSQL's gate: the advisory lock as the transaction's first statement,
-        with `rows` ids of each queued table; a held connection found dead there is
-        replaced once. Nothing to do (and no rows) once it is taken or elsewhere."""
+    def _take_lock(
+        self, rows: int = 0, reads: libpq.Statement | None = None
+    ) -> list[list[tuple[Any, ...]]]:
+        """PostgreSQL's gate: BEGIN and the advisory lock, with `rows` ids of each queued
+        table, then `reads`, in one round trip; the rows of the ids and of the reads. A
+        held connection found dead there is replaced once. Nothing to do (and no rows)
+        once the lock is taken, or elsewhere."""
         if self._lock is None:
             return []
         import psycopg
 
-        sql = _PG_LOCK_AND_IDS if rows else _PG_LOCK
-        parameters = {"lock": self._lock, "count": rows}
+        lock = str(self._lock)
+        statements: list[libpq.Statement] = [
+            (_PG_BEGIN, None),
+            (_PG_LOCK_AND_IDS, (lock, str(rows))) if rows else (_PG_GATE_LOCK, (lock,)),
+        ]
+        if reads is not None:
+            statements.append(reads)
         try:
             try:
-                fetched = list(self._pg.execute(sql, parameters).fetchall())
+                fetched = libpq.run(self._pg, statements)
             except psycopg.OperationalError:
                 if self._reopen is None or not self._pg.broken:
                     raise
                 self._connection = self._reopen()
                 self._pg = self._connection.connection.driver_connection
-                fetched = list(self._pg.execute(sql, parameters).fetchall())
+                fetched = libpq.run(self._pg, statements)
         except psycopg.Error as error:
             raise _postgresql_error(error, "taking the gate's lock") from error
         self._lock = None
-        return fetched if rows else []
+        return [fetched[1] if rows else [], *fetched[2:]]
 
     def commit(self) -> None:
-        """PostgreSQL's gate: write what is queued, then COMMIT on the driver (which also
-        ends a transaction that only read: its advisory lock is released either way);
-        SQLAlchemy's own commit then has nothing left to do."""
+        """PostgreSQL's gate: what is queued and the COMMIT in one round trip on the
+        driver (a transaction that only read is committed too: its advisory lock is
+        released either way); SQLAlchemy's own commit then has nothing left to do."""
         assert self._pg is not None, "only PostgreSQL's gate commits through its view"
         if self._lock is None:  # taken, so something was done
             import psycopg
 
             pending, self._pending = self._pending, {}
             tables = [(name, pending[name]) for name in _QUEUED if name in pending]
-            if tables:
-                _insert_postgresql(self._pg, tables)
+            insert = _postgresql_insert_statement(tables)
+            doing = f"writing {', '.join(name for name, _ in tables)}" if tables else "committing"
             try:
-                self._pg.commit()
+                libpq.run(
+                    self._pg, [insert, (_PG_COMMIT, None)] if insert else [(_PG_COMMIT, None)]
+                )
             except psycopg.Error as error:
-                raise _postgresql_error(error, "committing") from error
+                raise _postgresql_error(error, doing) from error
         self._sa().commit()
 
     def rollback(self) -> bool:
@@ -444,33 +464,50 @@ class GateView:
     ) -> None:
         """This transaction will queue about `rows` rows per table, read these `flags`
         and ask when each of these idempotency keys was last admitted. On PostgreSQL the
-        ids of both tables are taken from their sequences now (with the gate's lock), and
-        the flags and keys are read in one statement after it: psycopg spends about
-        35 µs of CPU on every statement. Elsewhere the reads happen when asked."""
+        ids of both tables are taken from their sequences now, and the flags and keys
+        read in one statement after them: BEGIN, the gate's lock, the ids and the reads
+        make one round trip. Elsewhere the reads happen when asked."""
         if self._sqlite:
             return
-        if rows >= 1:
-            if self._lock is not None:
-                fetched = self._take_lock(rows)
-            elif self._pg is not None:
-                fetched = self._pg_rows(_PG_NEXT_QUEUED_IDS, {"count": rows})
-            else:
-                fetched = list(self._sa().execute(_queries()["next_queued_ids"], {"count": rows}))
-            for position, name in enumerate(_QUEUED):
-                # Popped from the end: the first row queued gets the lowest id.
-                self._ids.setdefault(name, []).extend(
-                    int(row[position]) for row in reversed(fetched)
-                )
+        reads: libpq.Statement | None = None
         if self._pg is not None and (flags or idempotency_keys):
             keys = sorted(set(idempotency_keys))
-            [(found_flags, found_keys)] = self._pg_rows(
-                _PG_FLAGS_AND_LAST_ADMITTED, {"flags": list(flags), "keys": keys}
+            reads = (
+                _PG_FLAGS_AND_LAST_ADMITTED,
+                (_json_without_nul(_dumps(list(flags))), _json_without_nul(_dumps(keys))),
             )
+        fetched: list[tuple[Any, ...]] = []
+        read: list[tuple[Any, ...]] = []
+        if self._lock is not None and (rows >= 1 or reads is not None):
+            fetched, *after = self._take_lock(rows if rows >= 1 else 0, reads)
+            read = after[0] if after else []
+        else:
+            if rows >= 1:
+                if self._pg is not None:
+                    fetched = self._pg_rows(_PG_NEXT_QUEUED_IDS, {"count": rows})
+                else:
+                    fetched = list(
+                        self._sa().execute(_queries()["next_queued_ids"], {"count": rows})
+                    )
+            if reads is not None:
+                import psycopg
+
+                try:
+                    [read] = libpq.run(self._pg, [reads])
+                except psycopg.Error as error:
+                    raise _postgresql_error(error, "reading for the gate") from error
+        for position, name in enumerate(_QUEUED):
+            # Popped from the end: the first row queued gets the lowest id.
+            self._ids.setdefault(name, []).extend(int(row[position]) for row in reversed(fetched))
+        if reads is not None:
+            [(found_flags, found_keys)] = read
+            flags_found = json.loads(found_flags) if found_flags else {}
+            keys_found = json.loads(found_keys) if found_keys else {}
             for name in flags:
-                self._flags[name] = (found_flags or {}).get(name)
+                self._flags[name] = flags_found.get(name)
             for key in keys:  # what "last_key" answers, absent keys included
                 stored = key.replace("\x00", "\ufffd")  # as PostgreSQL holds it (_without_nul)
-                self._answers[("last_key", ("key", key))] = (found_keys or {}).get(stored)
+                self._answers[("last_key", ("key", key))] = keys_found.get(stored)
 
     def flush(self) -> None:
         """Write every queued row: requests first, then the decisions that refer to them."""
@@ -478,10 +515,17 @@ class GateView:
             return
         pending, self._pending = self._pending, {}
         if self._pg is not None:
+            import psycopg
+
             self._take_lock()
-            _insert_postgresql(
-                self._pg, [(name, pending[name]) for name in _QUEUED if name in pending]
-            )
+            tables = [(name, pending[name]) for name in _QUEUED if name in pending]
+            insert = _postgresql_insert_statement(tables)
+            if insert is not None:
+                try:
+                    libpq.run(self._pg, [insert])
+                except psycopg.Error as error:
+                    names = ", ".join(name for name, _ in tables)
+                    raise _postgresql_error(error, f"writing {names}") from error
             return
         for name in _QUEUED:
             rows = pending.get(name)
@@ -1595,38 +1639,30 @@ def _insert_sqlite(raw: sqlite3.Connection, name: str, rows: list[dict[str, Any]
             raise _driver_error(error, f"writing {name}") from error
 
 
-def _insert_postgresql(raw: Any, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
-    """Rows as SQLAlchemy would write them, on psycopg's connection (the same
-    transaction), in one statement: an INSERT per table and shape, all but the last as
-    data-modifying WITH clauses (foreign keys are checked at the statement's end). Each
-    INSERT takes its rows as one JSON array
-    (`json_populate_recordset`) encoded by pydantic-core: one parameter for psycopg to
-    send, where `executemany` spent about 18 µs of the writer's CPU per row. (Slower,
-    measured: a multi-row VALUES, which psycopg parses again on every call past 50
-    parameters; `unnest` arrays, which it dumps in Python; and sending the COMMIT in one
-    pipeline with the INSERT, whose bookkeeping cost more CPU than the round trip it
-    saved.)"""
+def _postgresql_insert_statement(
+    tables: list[tuple[str, list[dict[str, Any]]]],
+) -> libpq.Statement | None:
+    """Rows as SQLAlchemy would write them, in one statement for `libpq.run` (None if
+    there are none): an INSERT per table and shape, all but the last as data-modifying
+    WITH clauses (foreign keys are checked at the statement's end). Each INSERT takes
+    its rows as one JSON array (`json_populate_recordset`) encoded by pydantic-core: one
+    text parameter, where `executemany` spent about 18 µs of the writer's CPU per row.
+    (Slower, measured: a multi-row VALUES, which psycopg parses again on every call past
+    50 parameters, and `unnest` arrays, which it dumps in Python.)"""
     inserts: list[str] = []
-    arrays: list[str] = []
+    arrays: list[str | None] = []
     for name, rows in tables:
         for group in _by_columns(rows):
             sql, fill = _postgresql_insert(name, tuple(group[0]))
-            inserts.append(sql)
-            values = [{**row, **fill} for row in group] if fill else group
-            arrays.append(_json_without_nul(_dumps(values)))
+            arrays.append(
+                _json_without_nul(_dumps([{**row, **fill} for row in group] if fill else group))
+            )
+            inserts.append(sql.replace("$1", f"${len(arrays)}"))
     if not inserts:
-        return
-    import psycopg
-
+        return None
     *before, last = inserts
     clauses = ", ".join(f"written_{n} AS ({sql})" for n, sql in enumerate(before))
-    statement = f"WITH {clauses} {last}" if before else last
-    try:
-        raw.execute(statement, arrays)
-    except psycopg.Error as error:
-        raise _postgresql_error(
-            error, f"writing {', '.join(name for name, _ in tables)}"
-        ) from error
+    return (f"WITH {clauses} {last}" if before else last), arrays
 
 
 @functools.lru_cache(maxsize=32)
@@ -1646,7 +1682,7 @@ def _postgresql_insert(name: str, keys: tuple[str, ...]) -> tuple[str, dict[str,
     )
     sql = (
         f"INSERT INTO {name} ({', '.join(names)}) SELECT {selected}"  # noqa: S608
-        f" FROM json_populate_recordset(NULL::{name}, %s::json)"
+        f" FROM json_populate_recordset(NULL::{name}, $1::json)"
     )
     return sql, fill
 
