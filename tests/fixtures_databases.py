@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +22,27 @@ import pytest
 
 from tests.helpers import POSTGRES_ADMIN_URL, require_binary, unavailable
 
-__all__ = ["Listener", "closed_port", "listener", "postgres_database", "redis_server"]
+__all__ = [
+    "Listener",
+    "closed_port",
+    "listener",
+    "new_postgres_database",
+    "postgres_database",
+    "redis_server",
+]
 
 
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A uniquely named database on the PostgreSQL server (trust auth), dropped afterwards."""
+    with new_postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """The URL of a new, uniquely named database, dropped when the block ends (for
+    fixtures of any scope)."""
     import psycopg
 
     name = f"remediate_db_{uuid.uuid4().hex[:10]}"

@@ -15,7 +15,6 @@ error, 3 refused by the gate or needs confirmation.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -37,6 +36,8 @@ class UsageError(RemediateError):
 
 def close_matches(word: str, candidates: Iterable[str]) -> str:
     """Return a ' (did you mean: a, b?)' suffix, or '' when nothing is close."""
+    import difflib  # only when there is an error to explain: kept off the server's footprint
+
     matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
     return f" (did you mean: {', '.join(matches)}?)" if matches else ""
 

@@ -1,6 +1,6 @@
-"""Hostile input against a running `remediate serve`: schemathesis over our OpenAPI document
-and hypothesis payloads. No 5xx, and nothing is ever executed from malformed or
-unauthenticated input."""
+"""Hostile input against a running `remediate serve`, on SQLite and on PostgreSQL:
+schemathesis over our OpenAPI document and hypothesis payloads. No 5xx, and nothing is
+ever executed from malformed or unauthenticated input."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from remediate.webhook.openapi import document
+from tests.fixtures_databases import new_postgres_database
 
 TOKEN = "fuzz-token-0123456789"
 REMEDIATE = str(Path(sys.executable).parent / "remediate")
@@ -34,15 +35,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A real server whose every route's playbook would leave a marker if it ever ran."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A real server whose every route's playbook would leave a marker if it ever ran,
+    on each store (PostgreSQL's text cannot hold NUL, and its gate sends label values
+    as statement parameters below psycopg: both must hold up here too)."""
+    if request.param == "postgresql":
+        with new_postgres_database() as url:
+            yield from _serve(tmp_path_factory, f"url: '{url}'")
+    else:
+        yield from _serve(tmp_path_factory, "")
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, store: str) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("fuzz")
     markers = root / "markers"
     markers.mkdir()
     (root / "remediate.yml").write_text(
         f"""
-state: {{directory: {root / "state"}}}
+state: {{directory: {root / "state"}{", " + store if store else ""}}}
 playbooks:
   commands:
     - name: mark

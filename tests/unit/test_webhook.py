@@ -315,6 +315,10 @@ def test_decisions_list_newest_first(client: TestClient) -> None:
     assert [row["alertname"] for row in rows] == ["B", "A"]
     assert client.get("/decisions/abc").status_code == 400
     assert client.get("/decisions/999999").status_code == 404
+    # Past PostgreSQL's 32-bit ids (found by the fuzz test: it was a 503), and past 64 bits.
+    assert client.get(f"/decisions/{2**31}").status_code == 404
+    assert client.get(f"/decisions/{2**63}").status_code == 400
+    assert client.post(f"/approvals/{2**31}/approve").status_code == 404
 
 
 def test_the_openapi_document_describes_the_payload(client: TestClient) -> None:

@@ -60,6 +60,8 @@ def listing(store: Store, now: float, *, status: str | None = "pending") -> list
 
 def _claim(store: Store, approval_id: int, *, status: str, now: float, by: str) -> dict[str, Any]:
     """Move a pending approval to approved/rejected exactly once."""
+    if not 1 <= approval_id <= store.largest_id:  # no such row can exist
+        raise UsageError(f"no approval {approval_id} (see `remediate pending`)")
     a, r = t.approvals, t.requests
     with store.gate_transaction() as view:
         row = (

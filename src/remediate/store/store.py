@@ -636,6 +636,9 @@ class Store:
         # PostgreSQL is read on psycopg's own connections too (start-up, /health, the
         # worker's queue): libpq takes the URL as it is.
         self._conninfo = _libpq_url(url) if not self.is_sqlite else None
+        # The largest id an INTEGER id column holds: SQLite's are 64-bit, PostgreSQL's
+        # 32-bit. A larger id asked for names no row (asking would be a store error).
+        self.largest_id = 2**63 - 1 if self.is_sqlite else 2**31 - 1
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         # Threads of one process queue here for the write lock instead of in SQLite's
@@ -1277,6 +1280,8 @@ class Store:
     # --- reads ---------------------------------------------------------------------------
 
     def execution(self, execution_id: int) -> dict[str, Any] | None:
+        if not 1 <= execution_id <= self.largest_id:
+            return None
         with self._read() as connection:
             row = (
                 connection.execute(sa.select(t.executions).where(t.executions.c.id == execution_id))
@@ -1307,6 +1312,8 @@ class Store:
         return dict(row)
 
     def decision(self, decision_id: int) -> dict[str, Any] | None:
+        if not 1 <= decision_id <= self.largest_id:
+            return None
         rows = self.history(decision_id=decision_id, limit=1)
         return rows[0] if rows else None
 

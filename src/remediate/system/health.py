@@ -12,8 +12,6 @@ the timeout, is unhealthy. The detail says why, in a line.
 from __future__ import annotations
 
 import socket
-import urllib.error
-import urllib.request
 from typing import NamedTuple
 
 from remediate.config.models import HealthCheck
@@ -50,15 +48,19 @@ def _command(check: HealthCheck, run: Run) -> Health:
     return Health(True, f"health command {name} exited 0")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # a 3xx answer is an answer: report it instead of following it
-
-
 def _http(url: str, timeout: float) -> Health:
+    # urllib.request (with email and more) only when an HTTP check runs: the server
+    # imports this module with the playbooks and keeps what it imports.
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None  # a 3xx answer is an answer: report it instead of following it
+
     if not url.startswith(("http://", "https://")):
         return Health(False, f"health URL {url!r} is not http:// or https://")
-    opener = urllib.request.build_opener(_NoRedirect)
+    opener = urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(url, timeout=timeout) as response:
             status = int(response.status)
