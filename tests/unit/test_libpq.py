@@ -147,13 +147,72 @@ def test_a_postgresql_gate_batch_makes_two_round_trips(
 
 
 def test_statements_dropped_by_the_server_are_prepared_again(connection: Any) -> None:
-    """A pooler's DISCARD ALL drops prepared statements: the statement fails once, then
-    is prepared again, rather than failing on that connection for ever."""
+    """A pooler's DISCARD ALL drops prepared statements: the call that finds one gone
+    fails once; the statements it prepared meanwhile are still known, and the next
+    call prepares the dropped ones again (it used to fail for ever, "already exists")."""
     import psycopg
 
-    assert libpq.run(connection, [("SELECT $1::int + 1", ("1",))]) == [[("2",)]]
+    known, new = "SELECT $1::int + 1", "SELECT $1::int * 10"
+    assert libpq.run(connection, [(known, ("1",))]) == [[("2",)]]
     connection.execute("DEALLOCATE ALL")
     connection.commit()
     with pytest.raises(psycopg.errors.InvalidSqlStatementName):
-        libpq.run(connection, [("SELECT $1::int + 1", ("1",))])
-    assert libpq.run(connection, [("SELECT $1::int + 1", ("2",))]) == [[("3",)]]
+        libpq.run(connection, [(new, ("2",)), (known, ("1",))])
+    for _ in range(3):
+        assert libpq.run(connection, [(new, ("2",)), (known, ("2",))]) == [[("20",)], [("3",)]]
+
+
+def test_psycopg_rolling_back_does_not_drop_our_statements(connection: Any) -> None:
+    """psycopg prepares a query it has run five times, and clears every prepared
+    statement of the session (DEALLOCATE ALL) when a transaction rolls back: on a
+    connection `run` uses, it must not prepare any."""
+    import psycopg
+
+    statement = "SELECT $1::text || 'x'"
+    assert libpq.run(connection, [(statement, ("a",))]) == [[("ax",)]]
+    for _ in range(6):
+        connection.execute("SELECT %s::int", (1,))
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        connection.execute("SELECT 1 / 0")
+    connection.rollback()
+    assert libpq.run(connection, [(statement, ("b",))]) == [[("bx",)]]
+
+
+def test_the_same_statement_twice_in_one_call(connection: Any) -> None:
+    statement = "SELECT $1::int - 1"
+    assert libpq.run(connection, [(statement, ("5",)), (statement, ("9",))]) == [
+        [("4",)],
+        [("8",)],
+    ]
+
+
+def test_a_postgresql_gate_goes_on_after_its_statements_were_dropped(postgres_url: str) -> None:
+    """The gate's first round trip finds its prepared statements gone (a pooler's
+    DISCARD ALL): only BEGIN had run, so it rolls back and sends them again, and the
+    batch is decided as if nothing happened."""
+    store = Store.open(postgres_url)
+    _empty(store)
+    row = {"created_at": 1.0, "source": "webhook", "playbook": "p", "confidence": 95.0}
+    row |= {"forced": False, "dry_run": False}
+
+    def gate() -> None:
+        with store.gate_transaction() as view:
+            view.expect(1, flags=("paused",), idempotency_keys=["k"])
+            Store.insert_request(view, row)
+
+    try:
+        gate()
+        held = store._gate_held
+        assert held is not None
+        held.connection.driver_connection.execute("DEALLOCATE ALL")  # as DISCARD ALL does
+        held.connection.driver_connection.commit()
+        gate()
+        with store.reading() as connection:
+            import sqlalchemy as sa
+
+            from remediate.store import tables as t
+
+            count = connection.execute(sa.select(sa.func.count()).select_from(t.requests))
+            assert count.scalar_one() == 2
+    finally:
+        store.close()

@@ -33,32 +33,46 @@ def run(connection: Any, statements: Sequence[Statement]) -> list[list[tuple[str
     text. The first statement that failed raises its psycopg error, after the server
     has skipped the rest (in an open transaction, the transaction has failed: the caller
     rolls back). If the round trip itself fails (the connection was lost, or the wait was
-    interrupted) the connection is left closed and broken: its state is unknown."""
+    interrupted) the connection is left closed and broken: its state is unknown.
+
+    A statement the server no longer holds (DISCARD ALL, a pooler) raises
+    `InvalidSqlStatementName` once and is prepared again by the next call."""
     from psycopg import errors, generators, pq
 
     pgconn = connection.pgconn
     encoding = connection.info.encoding
-    prepared = _PREPARED.setdefault(connection, set())
-    # Per statement: the position of its result among all the results, and, for one
-    # prepared by this call, its name and the position of the PREPARE's result.
-    positions: list[int] = []
-    preparing: list[tuple[bytes, int]] = []
+    prepared = _prepared(connection)
+    # What goes out, encoded before the pipeline starts (an error here leaves the
+    # connection as it was): per statement its SQL or prepared name, its values, and
+    # whether it must be prepared first.
+    outgoing: list[tuple[bytes, list[bytes | None] | None, bool]] = []
+    preparing: set[bytes] = set()
+    for sql, values in statements:
+        if values is None:
+            outgoing.append((sql.encode(encoding), None, False))
+            continue
+        name = _name(sql)
+        prepare = name not in prepared and name not in preparing
+        if prepare:
+            preparing.add(name)
+        outgoing.append((name, [_text(value, encoding) for value in values], prepare))
+    positions: list[int] = []  # each statement's result among all the results
+    prepares: list[tuple[bytes, int]] = []  # each PREPARE's name and result
     with connection.lock:
         if connection.closed:
             raise errors.OperationalError("the connection is closed")
         pgconn.enter_pipeline_mode()
         try:
             sent = 0
-            for sql, values in statements:
-                if values is None:
-                    pgconn.send_query_params(sql.encode(encoding), None)
+            for (command, parameters, prepare), (sql, _) in zip(outgoing, statements, strict=True):
+                if parameters is None:
+                    pgconn.send_query_params(command, None)
                 else:
-                    name = _name(sql)
-                    if name not in prepared:
-                        pgconn.send_prepare(name, sql.encode(encoding))
-                        preparing.append((name, sent))
+                    if prepare:
+                        pgconn.send_prepare(command, sql.encode(encoding))
+                        prepares.append((command, sent))
                         sent += 1
-                    pgconn.send_query_prepared(name, [_text(value, encoding) for value in values])
+                    pgconn.send_query_prepared(command, parameters)
                 positions.append(sent)
                 sent += 1
             pgconn.pipeline_sync()
@@ -69,16 +83,29 @@ def run(connection: Any, statements: Sequence[Statement]) -> list[list[tuple[str
         except BaseException:
             pgconn.finish()  # mid-pipeline: unusable; `broken` tells the caller
             raise
-    for name, position in preparing:  # before any failure is raised: they exist now
-        if results[position][0].status == pq.ExecStatus.COMMAND_OK:
+    failure = next(
+        (
+            result
+            for batch in results
+            for result in batch
+            if result.status == pq.ExecStatus.FATAL_ERROR
+        ),
+        None,
+    )
+    error = None if failure is None else errors.error_from_result(failure, encoding=encoding)
+    if isinstance(error, errors.InvalidSqlStatementName):
+        prepared.clear()  # dropped behind our back: prepare each again
+    for name, position in prepares:
+        status = results[position][0].status if results[position] else None
+        if status == pq.ExecStatus.COMMAND_OK or (
+            # It exists already (prepared by a call that failed before recording it):
+            # the name is the SQL's digest, so it is this very statement.
+            results[position]
+            and results[position][0].error_field(pq.DiagnosticField.SQLSTATE) == b"42P05"
+        ):
             prepared.add(name)
-    for batch in results:  # the first failure; the statements after it were skipped
-        for result in batch:
-            if result.status == pq.ExecStatus.FATAL_ERROR:
-                error = errors.error_from_result(result, encoding=encoding)
-                if isinstance(error, errors.InvalidSqlStatementName):
-                    prepared.clear()  # dropped behind our back (DISCARD): prepare anew
-                raise error
+    if error is not None:
+        raise error
     rows: list[list[tuple[str | None, ...]]] = []
     for position in positions:
         [result] = results[position]
@@ -94,6 +121,17 @@ def run(connection: Any, statements: Sequence[Statement]) -> list[list[tuple[str
             ]
         )
     return rows
+
+
+def _prepared(connection: Any) -> set[bytes]:
+    """The names prepared on `connection`. The first time: psycopg is told never to
+    prepare statements of its own there, since it clears them all (DEALLOCATE ALL,
+    which takes ours too) whenever a transaction rolls back."""
+    prepared = _PREPARED.get(connection)
+    if prepared is None:
+        connection.prepare_threshold = None
+        prepared = _PREPARED[connection] = set()
+    return prepared
 
 
 def _text(value: str | None, encoding: str) -> bytes | None:

@@ -362,6 +362,11 @@ class GateView:
         try:
             try:
                 fetched = libpq.run(self._pg, statements)
+            except psycopg.errors.InvalidSqlStatementName:
+                # Its prepared statements were dropped (DISCARD ALL): only BEGIN ran,
+                # and `run` prepares them again.
+                self._pg.rollback()
+                fetched = libpq.run(self._pg, statements)
             except psycopg.OperationalError:
                 if self._reopen is None or not self._pg.broken:
                     raise
