@@ -1,17 +1,21 @@
 """An alert storm: 100,000 alerts in at most 60 s, fresh and duplicate, several names and
-instances. Executions exactly as the limits allow, no duplicate execution, every alert
-has its decision row, and the receiver keeps answering."""
+instances, on SQLite and on PostgreSQL. Executions exactly as the limits allow, no
+duplicate execution, every alert has its decision row, and the receiver keeps
+answering."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
 
+from tests.fixtures_databases import new_postgres_database
 from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 ALERTS = 100_000
@@ -20,9 +24,30 @@ NAMES = ["DiskA", "DiskB", "ServiceC", "ServiceD", "Noise"]  # Noise has no rout
 PLAYBOOK_OF = {"DiskA": "clean", "DiskB": "clean", "ServiceC": "heal", "ServiceD": "poke"}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None: the default SQLite file in the state directory; else a new PostgreSQL
+    database's URL."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        with new_postgres_database() as url:
+            yield url
+
+
+def _rows(tmp_path: Path, url: str | None, sql: str) -> list[tuple[Any, ...]]:
+    if url is None:
+        with sqlite3.connect(tmp_path / "state" / "remediate.db") as connection:
+            return connection.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        return connection.execute(sql).fetchall()
+
+
 @pytest.mark.integration
 def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str | None
 ) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -37,7 +62,9 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
     )
     config = tmp_path / "remediate.yml"
     config.write_text(
-        f"state: {{directory: {tmp_path / 'state'}}}\n"
+        f"state: {{directory: {tmp_path / 'state'}"
+        + (f", url: '{store_url}'" if store_url else "")
+        + "}\n"
         f"playbooks:\n  commands:\n{playbooks}\nroutes:\n{routes}\n"
     )
     port = free_port()
@@ -91,15 +118,16 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
 
     assert statuses.count(200) == ALERTS // PER_NOTIFICATION, "not every notification answered"
     assert health and set(health) == {200}
-    with sqlite3.connect(tmp_path / "state" / "remediate.db") as connection:
-        decisions = connection.execute("SELECT count(*) FROM decisions").fetchone()[0]
-        executed = connection.execute(
-            "SELECT playbook, count(*) FROM executions GROUP BY playbook"
-        ).fetchall()
-        duplicates = connection.execute(
-            "SELECT count(*) FROM (SELECT decision_id FROM executions "
-            "GROUP BY decision_id HAVING count(*) > 1)"
-        ).fetchone()[0]
+    [(decisions,)] = _rows(tmp_path, store_url, "SELECT count(*) FROM decisions")
+    executed = _rows(
+        tmp_path, store_url, "SELECT playbook, count(*) FROM executions GROUP BY playbook"
+    )
+    [(duplicates,)] = _rows(
+        tmp_path,
+        store_url,
+        "SELECT count(*) FROM (SELECT decision_id FROM executions"
+        " GROUP BY decision_id HAVING count(*) > 1) AS repeated",
+    )
     assert decisions == ALERTS
     # Within one minute the 15-minute cooldown admits each playbook exactly once.
     assert dict(executed) == {"clean": 1, "heal": 1, "poke": 1}
