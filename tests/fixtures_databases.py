@@ -29,6 +29,8 @@ __all__ = [
     "new_postgres_database",
     "postgres_database",
     "redis_server",
+    "serve_store_url",
+    "state_line",
 ]
 
 
@@ -37,6 +39,22 @@ def postgres_database() -> Iterator[str]:
     """A uniquely named database on the PostgreSQL server (trust auth), dropped afterwards."""
     with new_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def serve_store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """For tests of a real `remediate serve` on each store: None for the default SQLite
+    file in the state directory, else a new PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        with new_postgres_database() as url:
+            yield url
+
+
+def state_line(directory: Path, url: str | None) -> str:
+    """The config's `state:` line for a state directory and, if given, a store URL."""
+    return f"state: {{directory: {directory}" + (f", url: '{url}'" if url else "") + "}"
 
 
 @contextmanager

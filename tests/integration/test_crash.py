@@ -1,5 +1,6 @@
-"""SIGKILL the server under load, restart: every alert that got a 2xx has its decision,
-nothing runs twice, and interrupted executions show as such and are escalated."""
+"""SIGKILL the server under load, restart, on SQLite and on PostgreSQL: every alert that
+got a 2xx has its decision, nothing runs twice, and interrupted executions show as such
+and are escalated."""
 
 from __future__ import annotations
 
@@ -11,17 +12,20 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from tests.fixtures_databases import state_line
 from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 
 @pytest.mark.integration
-def test_sigkill_under_load_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+def test_sigkill_under_load_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path, serve_store_url: str | None
+) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
     config = tmp_path / "remediate.yml"
     config.write_text(
         f"""
-state: {{directory: {tmp_path / "state"}}}
+{state_line(tmp_path / "state", serve_store_url)}
 safety:
   rate_limits: {{cooldown_minutes: 0, max_executions_per_hour: 100000,
                  max_executions_per_alert: 100000}}

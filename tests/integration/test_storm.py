@@ -8,31 +8,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from tests.fixtures_databases import new_postgres_database
+from tests.fixtures_databases import state_line
 from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 ALERTS = 100_000
 PER_NOTIFICATION = 100
 NAMES = ["DiskA", "DiskB", "ServiceC", "ServiceD", "Noise"]  # Noise has no route
 PLAYBOOK_OF = {"DiskA": "clean", "DiskB": "clean", "ServiceC": "heal", "ServiceD": "poke"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None: the default SQLite file in the state directory; else a new PostgreSQL
-    database's URL."""
-    if request.param == "sqlite":
-        yield None
-    else:
-        with new_postgres_database() as url:
-            yield url
 
 
 def _rows(tmp_path: Path, url: str | None, sql: str) -> list[tuple[Any, ...]]:
@@ -47,7 +35,7 @@ def _rows(tmp_path: Path, url: str | None, sql: str) -> list[tuple[Any, ...]]:
 
 @pytest.mark.integration
 def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
-    tmp_path: Path, store_url: str | None
+    tmp_path: Path, serve_store_url: str | None
 ) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -62,9 +50,7 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
     )
     config = tmp_path / "remediate.yml"
     config.write_text(
-        f"state: {{directory: {tmp_path / 'state'}"
-        + (f", url: '{store_url}'" if store_url else "")
-        + "}\n"
+        f"{state_line(tmp_path / 'state', serve_store_url)}\n"
         f"playbooks:\n  commands:\n{playbooks}\nroutes:\n{routes}\n"
     )
     port = free_port()
@@ -118,13 +104,13 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
 
     assert statuses.count(200) == ALERTS // PER_NOTIFICATION, "not every notification answered"
     assert health and set(health) == {200}
-    [(decisions,)] = _rows(tmp_path, store_url, "SELECT count(*) FROM decisions")
+    [(decisions,)] = _rows(tmp_path, serve_store_url, "SELECT count(*) FROM decisions")
     executed = _rows(
-        tmp_path, store_url, "SELECT playbook, count(*) FROM executions GROUP BY playbook"
+        tmp_path, serve_store_url, "SELECT playbook, count(*) FROM executions GROUP BY playbook"
     )
     [(duplicates,)] = _rows(
         tmp_path,
-        store_url,
+        serve_store_url,
         "SELECT count(*) FROM (SELECT decision_id FROM executions"
         " GROUP BY decision_id HAVING count(*) > 1) AS repeated",
     )
