@@ -345,7 +345,9 @@ def history(
     playbook: Annotated[
         Optional[str], typer.Option("--playbook", help="Only this playbook.")  # noqa: UP045
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="At most this many.")
+    ] = 50,
     output: FormatOption = Format.table,
 ) -> None:
     """Recent decisions and their executions, newest first."""

@@ -95,6 +95,8 @@ routes:
         assert sorted(p["decision_id"] for p in pending) == sorted(interrupted)
     finally:
         stop_serve(serve)
+    if serve_store_url:  # on PostgreSQL indeed: no SQLite file beside it
+        assert not (tmp_path / "state" / "remediate.db").exists()
     # Nothing ran twice: every marker has at most one line.
     for marker in markers.iterdir():
         assert marker.read_text() == "x\n", marker.name

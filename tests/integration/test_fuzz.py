@@ -86,6 +86,8 @@ routes:
     else:
         process.kill()
         pytest.fail(f"serve did not start: {log.read_text()}")
+    if store:  # on PostgreSQL indeed: no SQLite file beside it
+        assert not (root / "state" / "remediate.db").exists()
     yield {"base": base, "markers": markers, "log": log}
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)

@@ -221,6 +221,18 @@ def test_a_malformed_duration_is_a_usage_error(
     assert code == 2 and "not a duration" in err
 
 
+def test_a_limit_out_of_range_is_a_usage_error(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A limit past PostgreSQL's 32-bit LIMIT was a store error there, and past 64 bits
+    a traceback on SQLite."""
+    for command in (["history"], ["chain", "status"]):
+        for limit in ("0", str(2**31), str(2**64)):
+            code, _, err = run_cli(capsys, "-c", str(config), *command, "--limit", limit)
+            assert code == 2, (command, limit, err)
+            assert "--limit" in err
+
+
 def test_pending_approve_and_reject_from_the_cli(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

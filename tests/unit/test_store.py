@@ -427,3 +427,23 @@ def test_an_empty_notification_on_postgresql_leaves_no_transaction_open(
         assert store.flag("paused") == {"reason": "t"}
     finally:
         store.close()
+
+
+def test_ids_past_what_the_store_holds_name_no_row(store: Store, tmp_path: Path) -> None:
+    """PostgreSQL's ids are 32-bit: asking for a larger one was "integer out of range",
+    a store error (503 over HTTP); past 64 bits SQLite's driver raised OverflowError."""
+    from remediate.chains import records
+    from remediate.errors import UsageError
+    from remediate.pipeline import approvals
+
+    for too_large in (2**31, 2**63):
+        if store.is_sqlite and too_large == 2**31:
+            continue  # a valid SQLite id: the query runs and finds nothing
+        assert too_large > store.largest_id
+        assert store.decision(too_large) is None
+        assert store.execution(too_large) is None
+        with pytest.raises(UsageError, match="no approval"):
+            approvals.reject(store, too_large, by="t", now=1.0)
+        with pytest.raises(UsageError, match="no chain run"):
+            records.load_run(store, too_large)
+    assert store.decision(0) is None

@@ -318,6 +318,7 @@ def test_decisions_list_newest_first(client: TestClient) -> None:
     # Past PostgreSQL's 32-bit ids (found by the fuzz test: it was a 503), and past 64 bits.
     assert client.get(f"/decisions/{2**31}").status_code == 404
     assert client.get(f"/decisions/{2**63}").status_code == 400
+    assert client.get("/decisions/%C2%B2").status_code == 400  # '²' is a digit to isdigit
     assert client.post(f"/approvals/{2**31}/approve").status_code == 404
 
 

@@ -160,7 +160,9 @@ def status(
         Optional[int],  # noqa: UP045 - typer needs Optional on 3.11
         typer.Argument(help="A run id; without it, the latest runs."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many runs.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="At most this many runs.")
+    ] = 20,
     output: FormatOption = Format.table,
 ) -> None:
     """Recent chain runs, or one run step by step (a dead run shows as interrupted)."""

@@ -260,13 +260,16 @@ def sweep(store: Store, *, now: float) -> list[int]:
 
 
 def load_run(store: Store, run_id: int) -> RunRow:
+    from remediate.errors import UsageError
+
+    missing = UsageError(f"no chain run {run_id} (see `remediate chain status`)")
+    if not 1 <= run_id <= store.largest_id:  # no such row can exist
+        raise missing
     r, s = t.chain_runs, t.chain_steps
     with store.reading() as connection:
         row = connection.execute(sa.select(r).where(r.c.id == run_id)).mappings().first()
         if row is None:
-            from remediate.errors import UsageError
-
-            raise UsageError(f"no chain run {run_id} (see `remediate chain status`)")
+            raise missing
         steps = connection.execute(
             sa.select(s).where(s.c.run_id == run_id).order_by(s.c.position)
         ).mappings()

@@ -413,8 +413,10 @@ def create_app(
 
 
 def _integer(text: str, *, maximum: int = 2**63 - 1) -> int | None:
-    """A positive integer that fits the store's 64-bit ids, or None."""
-    if not text.isdigit() or len(text) > 19:
+    """A positive integer of at most 19 ASCII digits up to `maximum`, or None. (Ids
+    past what the store's columns hold name no row: the store answers None for them.)
+    `isdigit` alone also admits digits such as '²', which `int` refuses."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         return None
     value = int(text)
     return value if 1 <= value <= maximum else None
