@@ -1,7 +1,7 @@
 """`remediate serve` on SQLite starts, answers /health and decides alerts on the driver
 alone: SQLAlchemy (about 100 ms of start-up) is imported in the background once the
-server is up, or by whatever needs it first, such as an admitted execution. On
-PostgreSQL, start-up and /health run on psycopg alone; the gate brings SQLAlchemy in."""
+server is up, or by whatever needs it first (a decision's history, a report). On
+PostgreSQL the same runs on psycopg alone."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_start_health_and_refusals_need_no_sqlalchemy(tmp_path: Path) -> None:
     ).stdout.splitlines()
     assert out[0] == "ok False"  # a new store created, recovered and healthy
     assert out[1] == "record block [] False"  # no route; a refused parameter
-    assert out[2] == "execute [1] True"  # an admission brings SQLAlchemy in
+    assert out[2] == "execute [1] False"  # an admission, on the driver too
     assert out[3] == "['execute', 'block', 'record']"
 
 
@@ -87,8 +87,8 @@ def test_start_health_and_refusals_need_no_sqlalchemy(tmp_path: Path) -> None:
 def test_start_and_health_on_postgresql_need_no_sqlalchemy(
     tmp_path: Path, postgres_database: str
 ) -> None:
-    """A new PostgreSQL database gets its schema, the interrupted sweep and /health
-    answer on psycopg alone; the first gate transaction brings SQLAlchemy in."""
+    """A new PostgreSQL database gets its schema, the interrupted sweep, /health, refusals
+    and an admission run on psycopg alone."""
     out = subprocess.run(
         [sys.executable, "-c", SERVING, str(_config(tmp_path, postgres_database))],
         capture_output=True,
@@ -97,8 +97,8 @@ def test_start_and_health_on_postgresql_need_no_sqlalchemy(
         check=True,
     ).stdout.splitlines()
     assert out[0] == "ok False"
-    assert out[1] == "record block [] True"
-    assert out[2] == "execute [1] True"
+    assert out[1] == "record block [] False"
+    assert out[2] == "execute [1] False"
     assert out[3] == "['execute', 'block', 'record']"
 
 

@@ -202,10 +202,10 @@ def test_a_postgresql_gate_goes_on_after_its_statements_were_dropped(postgres_ur
 
     try:
         gate()
-        held = store._gate_held
+        held = store._pg_writer
         assert held is not None
-        held.connection.driver_connection.execute("DEALLOCATE ALL")  # as DISCARD ALL does
-        held.connection.driver_connection.commit()
+        held.execute("DEALLOCATE ALL")  # as DISCARD ALL does
+        held.commit()
         gate()
         with store.reading() as connection:
             import sqlalchemy as sa

@@ -220,11 +220,11 @@ def test_the_postgresql_ddl_module_is_rendered_from_the_tables() -> None:
 def test_the_gate_statements_are_rendered_from_the_tables_and_queries() -> None:
     """The gate's SQLite queries and the queued tables' JSON columns and defaults are
     rendered ahead of time too (serve decides alerts without importing SQLAlchemy)."""
-    from remediate.store.sqlite_ddl import GATE_QUERIES, QUEUED_COLUMNS
+    from remediate.store.sqlite_ddl import COLUMNS, GATE_QUERIES
     from remediate.store.store import render_sqlite_columns, render_sqlite_queries
 
     assert render_sqlite_queries() == GATE_QUERIES
-    assert render_sqlite_columns() == QUEUED_COLUMNS
+    assert render_sqlite_columns() == COLUMNS
 
 
 def test_a_database_holding_only_a_view_is_left_to_alembic(tmp_path: Path) -> None:

@@ -166,6 +166,76 @@ def test_queued_rows_are_stored_as_sqlalchemy_stores_them(store: Store) -> None:
     assert tuple(stored) == (queued[0], "r")
 
 
+def test_the_runner_writes_and_reads_executions_as_sqlalchemy_does(store: Store) -> None:
+    """An admission, a claim, a finish with JSON details and impacts, and a retry go
+    through the driver in plain SQL: what they store reads back through SQLAlchemy
+    exactly as rows SQLAlchemy inserted, and `execution()` answers what SQLAlchemy reads
+    (JSON parsed, booleans as bool, column defaults filled)."""
+    request = {"created_at": 1.0, "source": "webhook", "confidence": 95.0, "labels": {"a": "b"}}
+    admitted = {
+        "playbook": "disk-cleanup",
+        "target": "/var/log",
+        "source": "webhook",
+        "alertname": "DiskFull",
+        "idempotency_key": "k",
+        "admitted_at": 2.0,
+        "status": "queued",
+    }
+    with store.gate_transaction() as view:
+        request_id = Store.insert_request(view, request)
+        decision_id = Store.insert_decision(
+            view,
+            {
+                "request_id": request_id,
+                "created_at": 1.0,
+                "source": "webhook",
+                "action": "execute",
+                "confidence": 95.0,
+            },
+        )
+        row = {**admitted, "decision_id": decision_id}
+        through_driver = Store.insert_execution(view, row, {"per-target": "/var/log"})
+        direct = view.connection.execute(t.executions.insert(), row).inserted_primary_key[0]
+    assert store.claim(through_driver, lease_key="l", owner="h:1", now=3.0, expires_at=9.0) is None
+    details = {"é": [1, None, "x\n"], "ok": True}
+    assert store.finish(
+        through_driver,
+        status="failure",
+        finished_at=5.0,
+        values={"summary": "s", "details": details, "actions": ["a"]},
+        impacts=[{"kind": "bytes_reclaimed", "value": 7.0}],
+        release_lease=False,
+    )
+    retry = store.add_attempt(through_driver, now=6.0, owner="h:1", expires_at=10.0)
+    with store.engine.connect() as connection:
+        stored = {row.id: row._asdict() for row in connection.execute(sa.select(t.executions))}
+        leases = connection.execute(sa.select(t.leases)).all()
+        keys = connection.execute(sa.select(t.execution_keys)).all()
+    first = stored[through_driver]
+    assert first["forced"] is False and first["attempt"] == 1  # the column defaults
+    assert {k: first[k] for k in ("status", "duration_seconds", "details", "actions")} == {
+        "status": "failure",
+        "duration_seconds": 2.0,
+        "details": details,
+        "actions": ["a"],
+    }
+    changed = ("status", "started_at", "finished_at", "duration_seconds", "summary", "details")
+    changed += ("actions", "lease_owner", "lease_expires_at")
+    assert {k: v for k, v in stored[direct].items() if k != "id"} == {
+        k: (None if k in changed else v) for k, v in first.items() if k != "id"
+    } | {"status": "queued"}
+    assert stored[retry]["attempt"] == 2 and stored[retry]["status"] == "running"
+    assert [(lease.key, lease.execution_id) for lease in leases] == [("l", retry)]
+    assert [(key.execution_id, key.rule, key.key) for key in keys] == [
+        (through_driver, "per-target", "/var/log")
+    ]
+    assert store.execution(through_driver) == first
+    assert store.execution_with_request(through_driver)["parameters"] == {}
+    assert store.impacts_of(through_driver) == [
+        {"kind": "bytes_reclaimed", "subject": "", "value": 7.0}
+    ]
+
+
 def test_ids_taken_up_front_follow_the_order_rows_are_queued(store: Store) -> None:
     """A batch says how many rows it will queue (on PostgreSQL the ids of both tables
     come in one round trip); one more than it said still gets an id; ids ascend in the

@@ -126,8 +126,8 @@ def write_sqlite_ddl(path: Path = SQLITE_DDL_MODULE) -> None:
                 render_sqlite_queries(),
             ),
             (
-                "QUEUED_COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, Any]]]",
-                "table -> (JSON columns, column defaults)",
+                "COLUMNS: dict[str, tuple[tuple[Any, ...], ...]]",
+                "table -> (columns, JSON columns, boolean columns, column defaults)",
                 render_sqlite_columns(),
             ),
         ],

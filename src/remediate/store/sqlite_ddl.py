@@ -59,8 +59,19 @@ GATE_QUERIES: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
     'flag': ('SELECT flags.value \nFROM flags \nWHERE flags.name = ?', ('name',), {'name': ''}),
 }
 
-# table -> (JSON columns, column defaults)
-QUEUED_COLUMNS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    'requests': (('parameters', 'labels', 'annotations'), {'parameters': '{}', 'forced': False, 'dry_run': False}),
-    'decisions': ((), {'reason': '', 'forced': False}),
+# table -> (columns, JSON columns, boolean columns, column defaults)
+COLUMNS: dict[str, tuple[tuple[Any, ...], ...]] = {
+    'approvals': (('id', 'decision_id', 'request_id', 'created_at', 'expires_at', 'status', 'decided_at', 'decided_by', 'note', 'outcome_decision_id'), (), (), ()),
+    'chain_runs': (('id', 'chain', 'source', 'started_at', 'finished_at', 'status', 'spec', 'owner', 'lease_expires_at'), ('spec',), (), ()),
+    'chain_steps': (('run_id', 'position', 'playbook', 'status', 'execution_id', 'started_at', 'finished_at', 'detail'), (), (), ()),
+    'decisions': (('id', 'request_id', 'created_at', 'source', 'playbook', 'alertname', 'target', 'action', 'check_name', 'reason', 'confidence', 'forced'), (), ('forced',), (('reason', ''), ('forced', False))),
+    'execution_keys': (('execution_id', 'rule', 'key', 'admitted_at'), (), (), ()),
+    'executions': (('id', 'decision_id', 'attempt', 'playbook', 'target', 'source', 'alertname', 'idempotency_key', 'forced', 'admitted_at', 'started_at', 'finished_at', 'status', 'duration_seconds', 'root_cause', 'summary', 'stdout', 'stderr', 'actions', 'details', 'lease_owner', 'lease_expires_at'), ('actions', 'details'), ('forced',), (('attempt', 1), ('forced', False))),
+    'flags': (('name', 'value', 'updated_at'), ('value',), (), ()),
+    'forecasts': (('id', 'created_at', 'resource', 'current', 'trend_per_day', 'horizon_at', 'predicted', 'seconds_to_full', 'severity', 'confidence', 'scored_at', 'actual', 'score'), (), (), ()),
+    'impacts': (('id', 'execution_id', 'playbook', 'kind', 'subject', 'value', 'at'), (), (), (('subject', ''),)),
+    'leases': (('key', 'execution_id', 'owner', 'acquired_at', 'expires_at'), (), (), ()),
+    'observations': (('id', 'created_at', 'cycle', 'kind', 'resource', 'severity', 'confidence', 'summary', 'decision', 'reason', 'playbook', 'decision_id', 'data'), ('data',), (), (('summary', ''), ('reason', ''))),
+    'requests': (('id', 'created_at', 'source', 'playbook', 'chain', 'parameters', 'alertname', 'fingerprint', 'labels', 'annotations', 'alert_starts_at', 'alert_ends_at', 'confidence', 'forced', 'dry_run', 'chain_run_id', 'timeout_seconds'), ('parameters', 'labels', 'annotations'), ('forced', 'dry_run'), (('parameters', '{}'), ('forced', False), ('dry_run', False))),
+    'samples': (('id', 'at', 'resource', 'used', 'capacity'), (), (), ()),
 }

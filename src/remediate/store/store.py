@@ -22,7 +22,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -172,23 +172,30 @@ def render_sqlite_queries() -> dict[str, tuple[str, tuple[str, ...], dict[str, A
     return compiled
 
 
-def render_sqlite_columns() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
-    """For each queued table: its JSON columns, and the values SQLAlchemy's column
-    defaults give the columns a row leaves out (JSON already as text). Rendered ahead of
-    time into sqlite_ddl.py, like the queries."""
-    columns = {}
-    for name in _QUEUED:
+def render_sqlite_columns() -> dict[str, tuple[tuple[Any, ...], ...]]:
+    """For each table: its columns, its JSON columns, its boolean columns, and the values
+    SQLAlchemy's column defaults give the columns a row leaves out (JSON already as
+    text, as (name, value) pairs). Rendered ahead of time into sqlite_ddl.py, like the
+    queries: the store's own SQL (`_Driver`) writes and reads rows with them."""
+    columns: dict[str, tuple[tuple[Any, ...], ...]] = {}
+    for name in sorted(t.metadata.tables):
         table = t.metadata.tables[name]
         json_columns = tuple(c.name for c in table.columns if isinstance(c.type, sa.JSON))
-        defaults: dict[str, Any] = {}
+        booleans = tuple(c.name for c in table.columns if isinstance(c.type, sa.Boolean))
+        defaults: list[tuple[str, Any]] = []
         for column in table.columns:
             default = column.default
             if default is None:
                 continue
             # A callable default is SQLAlchemy's wrapper, called with the execution context.
             value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
-            defaults[column.name] = _dumps(value) if column.name in json_columns else value
-        columns[name] = (json_columns, defaults)
+            defaults.append((column.name, _dumps(value) if column.name in json_columns else value))
+        columns[name] = (
+            tuple(c.name for c in table.columns),
+            json_columns,
+            booleans,
+            tuple(defaults),
+        )
     return columns
 
 
@@ -255,7 +262,7 @@ _PG_NEXT_QUEUED_IDS = (
 
 
 _SQLITE_QUERIES = sqlite_ddl.GATE_QUERIES
-_SQLITE_COLUMNS = sqlite_ddl.QUEUED_COLUMNS
+_COLUMNS = sqlite_ddl.COLUMNS
 
 
 @functools.cache
@@ -293,7 +300,7 @@ class GateView:
         *,
         through_sqlalchemy: Callable[[], Connection] | None = None,
         lock: int | None = None,
-        reopen: Callable[[], Connection] | None = None,
+        reopen: Callable[[], Any] | None = None,
     ) -> None:
         """`connection`: SQLAlchemy's, or on SQLite the driver's own, in which case
         `through_sqlalchemy` opens a SQLAlchemy connection on that same driver connection
@@ -341,6 +348,12 @@ class GateView:
         self._take_lock()
         return self._sa()
 
+    def driver(self) -> _Driver:
+        """The transaction's own driver connection, with every queued row written first."""
+        self.flush()
+        self._take_lock()
+        return _Driver(self._raw if self._raw is not None else self._pg)
+
     def _take_lock(
         self, rows: int = 0, reads: libpq.Statement | None = None
     ) -> list[list[tuple[Any, ...]]]:
@@ -370,8 +383,7 @@ class GateView:
             except psycopg.OperationalError:
                 if self._reopen is None or not self._pg.broken:
                     raise
-                self._connection = self._reopen()
-                self._pg = self._connection.connection.driver_connection
+                self._pg = self._reopen()
                 fetched = libpq.run(self._pg, statements)
         except psycopg.Error as error:
             raise _postgresql_error(error, "taking the gate's lock") from error
@@ -396,7 +408,6 @@ class GateView:
                 )
             except psycopg.Error as error:
                 raise _postgresql_error(error, doing) from error
-        self._sa().commit()
 
     def rollback(self) -> bool:
         """Roll back on the driver and in SQLAlchemy; False if the connection is broken."""
@@ -425,7 +436,7 @@ class GateView:
                 return list(self._raw.execute(sql, parameters).fetchall())
             except sqlite3.Error as error:
                 raise _driver_error(error, "reading") from error
-        if self._pg is not None and self._connection is None:  # a driver-only read
+        if self._pg is not None:
             return self._pg_rows(_pyformat(sql), parameters)
         return [tuple(row) for row in self.connection.execute(sa.text(sql), parameters)]
 
@@ -619,6 +630,127 @@ class GateView:
         return self._flags[name]
 
 
+class _Driver:
+    """Plain SQL with `:name` parameters on the driver's own connection (sqlite3's or
+    psycopg's), inside a transaction the caller opened: the runner's writes and reads
+    and an admission's rows, without SQLAlchemy. Rows are written and read as SQLAlchemy
+    would (COLUMNS in sqlite_ddl.py: JSON as text and booleans as integers on SQLite,
+    column defaults for the columns a row leaves out)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._sqlite = isinstance(raw, sqlite3.Connection)
+
+    def _run(self, sql: str, parameters: Mapping[str, Any]) -> Any:
+        if self._sqlite:
+            return self._raw.execute(sql, parameters)
+        return self._raw.execute(_pyformat(sql), parameters)
+
+    def rows(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
+        return list(self._run(sql, parameters).fetchall())
+
+    def mappings(self, sql: str, *tables: str, **parameters: Any) -> list[dict[str, Any]]:
+        """Rows as dicts; their JSON and boolean columns decoded as those of `tables`."""
+        cursor = self._run(sql, parameters)
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        if self._sqlite:
+            json_columns = {c for table in tables for c in _COLUMNS[table][1]}
+            booleans = {c for table in tables for c in _COLUMNS[table][2]}
+            for row in rows:
+                for name in json_columns.intersection(row):
+                    if row[name] is not None:
+                        row[name] = json.loads(row[name])
+                for name in booleans.intersection(row):
+                    if row[name] is not None:
+                        row[name] = bool(row[name])
+        return rows
+
+    def execute(self, sql: str, **parameters: Any) -> int:
+        """Run a statement; the number of rows it changed."""
+        return int(self._run(sql, parameters).rowcount)
+
+    def insert(self, table: str, values: Mapping[str, Any]) -> int | None:
+        """Insert one row; its id (None for a table without one)."""
+        sql, row = self._insert(table, values)
+        if self._sqlite:
+            cursor = self._raw.execute(sql, row)
+            return int(cursor.lastrowid) if "id" in _COLUMNS[table][0] else None
+        if "id" not in _COLUMNS[table][0]:
+            self._raw.execute(_pyformat(sql), row)
+            return None
+        return int(self._raw.execute(_pyformat(sql + " RETURNING id"), row).fetchone()[0])
+
+    def insert_many(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        for group in _by_columns([dict(row) for row in rows]):
+            sql, _ = self._insert(table, group[0])
+            prepared = [self._insert(table, row)[1] for row in group]
+            if self._sqlite:
+                self._raw.executemany(sql, prepared)
+            else:
+                self._raw.cursor().executemany(_pyformat(sql), prepared)
+
+    def update(self, table: str, values: Mapping[str, Any], where: str, **parameters: Any) -> int:
+        """UPDATE `table` SET `values` WHERE `where` (its own `:name` parameters)."""
+        _check_columns(table, values)
+        json_columns = _COLUMNS[table][1]
+        assignments = ", ".join(f'"{name}" = :set_{name}' for name in values)
+        bound = {
+            f"set_{name}": _dumps(value) if name in json_columns else value
+            for name, value in values.items()
+        }
+        sql = f"UPDATE {table} SET {assignments} WHERE {where}"  # noqa: S608
+        return self.execute(sql, **bound, **parameters)
+
+    @staticmethod
+    def _insert(table: str, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        _check_columns(table, values)
+        _columns, json_columns, _booleans, defaults = _COLUMNS[table]
+        row = {name: value for name, value in defaults if name not in values}
+        row.update(
+            (name, _dumps(value) if name in json_columns else value)
+            for name, value in values.items()
+        )
+        names = ", ".join(f'"{name}"' for name in row)
+        marks = ", ".join(f":{name}" for name in row)
+        return f"INSERT INTO {table} ({names}) VALUES ({marks})", row  # noqa: S608
+
+
+def _pending_approval(
+    db: _Driver, decision_id: int, request_id: int, now: float, expires_at: float, **more: Any
+) -> int:
+    approval_id = db.insert(
+        "approvals",
+        {
+            "decision_id": decision_id,
+            "request_id": request_id,
+            "created_at": now,
+            "expires_at": expires_at,
+            "status": "pending",
+            **more,
+        },
+    )
+    assert approval_id is not None
+    return approval_id
+
+
+def _next_attempt(db: _Driver, execution_id: int, **values: Any) -> int:
+    """Insert attempt n+1 of an execution's decision, with `values`; its id."""
+    rows = db.mappings("SELECT * FROM executions WHERE id = :id", "executions", id=execution_id)
+    if not rows:
+        raise StoreError(f"no execution {execution_id}")
+    copied = {key: rows[0][key] for key in _ATTEMPT_COPIES}
+    new_id = db.insert("executions", {**copied, "attempt": rows[0]["attempt"] + 1, **values})
+    assert new_id is not None
+    return new_id
+
+
+def _check_columns(table: str, values: Mapping[str, Any]) -> None:
+    unknown = set(values).difference(_COLUMNS[table][0])
+    if unknown:
+        raise ValueError(f"{table} has no column {', '.join(sorted(unknown))}")
+
+
 def _is_psycopg(connection: object) -> bool:
     return type(connection).__module__.startswith("psycopg")
 
@@ -651,7 +783,10 @@ class Store:
         self._write_lock = threading.Lock()
         self._gate: sqlite3.Connection | None = None  # used under the write lock only
         self._gate_engine: Engine | None = None
-        self._gate_held: Connection | None = None  # PostgreSQL's, under the write lock
+        # PostgreSQL's psycopg connection for the gate and `_driver_write` (under the
+        # write lock), and the driver connection the gate's SQLAlchemy engine joins.
+        self._pg_writer: Any = None
+        self._gate_engine_raw: Any = None
         self._readers: list[Any] = []  # sqlite3's or psycopg's
         self._readers_lock = threading.Lock()
 
@@ -803,6 +938,9 @@ class Store:
         # was committed before it: explicit, whatever the server's or role's default.
         raw.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         _without_nul(raw)
+        from psycopg.types.json import set_json_dumps
+
+        set_json_dumps(_dumps, raw)  # as SQLAlchemy's engine writes JSON
         return raw
 
     @contextmanager
@@ -853,27 +991,32 @@ class Store:
         except psycopg.Error as error:
             raise _postgresql_error(error, doing) from error
         finally:
-            if raw is not None:
-                try:
-                    raw.rollback()
-                except psycopg.Error:
-                    raw.close()
-                if raw.closed or raw.broken:
-                    raw.close()
-                else:
-                    with self._readers_lock:
-                        self._readers.append(raw)
+            if raw is not None and _rolled_back(raw):
+                with self._readers_lock:
+                    self._readers.append(raw)
 
-    def _through_sqlalchemy(self, raw: sqlite3.Connection) -> Connection:
-        """A SQLAlchemy connection on the gate's own driver connection, inside the
-        transaction that is open on it (its commit and rollback stay with the gate)."""
+    def _through_sqlalchemy(self, raw: Any) -> Connection:
+        """A SQLAlchemy connection on the gate's own driver connection (sqlite3's or
+        psycopg's), inside the transaction that is open on it (its commit and rollback
+        stay with the gate)."""
+        if self._gate_engine is not None and self._gate_engine_raw is not raw:
+            self._gate_engine.dispose()  # the driver connection was replaced
+            self._gate_engine = None
         if self._gate_engine is None:
             from sqlalchemy.pool import StaticPool
 
             held = _TransactionHeld(raw)
+            options: dict[str, Any] = {}
+            if self.is_sqlite:
+                url = "sqlite://"
+            else:
+                t.with_postgresql_predicates()
+                # No hstore lookup: psycopg's type lookup wants its own connection class.
+                url, options = "postgresql+psycopg://", {"use_native_hstore": False}
             self._gate_engine = sa.create_engine(
-                "sqlite://", creator=lambda: held, poolclass=StaticPool, json_serializer=_dumps
+                url, creator=lambda: held, poolclass=StaticPool, json_serializer=_dumps, **options
             )
+            self._gate_engine_raw = raw
         return self._gate_engine.connect()
 
     # --- transactions -------------------------------------------------------------------
@@ -908,6 +1051,54 @@ class Store:
             if _from_sqlalchemy(error):
                 raise _store_error(error, "writing") from error
             raise
+
+    @contextmanager
+    def _driver_write(self, doing: str = "writing") -> Iterator[_Driver]:
+        """A write transaction in plain SQL on the driver's connection, serialized against
+        every other writer and gate like `_write`, without SQLAlchemy."""
+        if self._path is not None:
+            with self._write_lock:
+                raw = self._gate_connection()
+                with _raw_transaction(raw, doing):
+                    yield _Driver(raw)
+            return
+        if self._conninfo is not None:
+            with self._pg_write(doing) as raw:
+                yield _Driver(raw)
+            return
+        with self._write() as connection:  # an in-memory SQLite: SQLAlchemy's connection
+            yield _Driver(connection.connection.driver_connection)
+
+    @contextmanager
+    def _pg_write(self, doing: str) -> Iterator[Any]:
+        """PostgreSQL: a transaction on the psycopg connection the store keeps for writes,
+        under the gate's advisory lock (a connection found closed by the server, as after
+        a restart, is replaced first; one that breaks meanwhile is dropped)."""
+        import psycopg
+
+        with self._write_lock:
+            raw = None
+            try:
+                raw = self._held_gate_connection()
+                raw.execute(_PG_LOCK, {"lock": _GATE_LOCK})
+                yield raw
+                raw.commit()
+            except BaseException as error:
+                if raw is not None and not _rolled_back(raw):
+                    self._drop_gate_connection()
+                if isinstance(error, psycopg.Error):
+                    raise _postgresql_error(error, doing) from error
+                raise
+
+    @contextmanager
+    def _driver_read(self, doing: str = "reading") -> Iterator[_Driver]:
+        """A read transaction in plain SQL on the driver's connection."""
+        if self._path is not None or self._conninfo is not None:
+            with self._raw_read(doing) as raw:
+                yield _Driver(raw)
+            return
+        with self._read() as connection:
+            yield _Driver(connection.connection.driver_connection)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -964,13 +1155,26 @@ class Store:
 
     @contextmanager
     def _postgresql_gate(self) -> Iterator[GateView]:
-        """A gate transaction on the connection the store holds for the gate (no pool
-        checkout, no ping per transaction): the advisory lock and the ids in its first
-        statement, the rows and the COMMIT in its last round trip."""
+        """A gate transaction on the psycopg connection the store holds for writes (no
+        pool checkout, no ping per transaction): the advisory lock and the ids in its
+        first statement, the rows and the COMMIT in its last round trip. SQLAlchemy joins
+        it only when something reaches for `view.connection` (an approval, a chain)."""
+        import psycopg
+
         with self._write_lock:
+            joined: list[Connection] = []
             try:
+                raw = self._held_gate_connection()
+
+                def through_sqlalchemy() -> Connection:
+                    joined.append(self._through_sqlalchemy(view._pg))
+                    return joined[-1]
+
                 view = GateView(
-                    self._held_gate_connection(), lock=_GATE_LOCK, reopen=self._reopen_gate
+                    raw,
+                    lock=_GATE_LOCK,
+                    reopen=self._reopen_gate,
+                    through_sqlalchemy=through_sqlalchemy,
                 )
                 try:
                     yield view
@@ -979,34 +1183,37 @@ class Store:
                     if not view.rollback():
                         self._drop_gate_connection()
                     raise
+            except psycopg.Error as error:
+                raise _postgresql_error(error, "writing") from error
             except Exception as error:
                 if _from_sqlalchemy(error):
                     raise _store_error(error, "writing") from error
                 raise
+            finally:
+                for connection in joined:  # after COMMIT or ROLLBACK: their own is a no-op
+                    connection.close()
 
-    def _held_gate_connection(self) -> Connection:
-        """PostgreSQL: the SQLAlchemy connection gate transactions run on, checked out
-        (and pinged) once and kept; the caller holds the write lock."""
-        held = self._gate_held
-        if held is not None and (held.closed or held.invalidated):
+    def _held_gate_connection(self) -> Any:
+        """PostgreSQL: the psycopg connection gate transactions and the runner's writes
+        run on, kept for the process's life and replaced when the server closed it (as
+        on a restart); the caller holds the write lock."""
+        raw = self._pg_writer
+        if raw is not None and not _idle_and_alive(raw):
             self._drop_gate_connection()
-        if self._gate_held is None:
-            self._gate_held = self.engine.connect()
-        return self._gate_held
+            raw = None
+        if raw is None:
+            raw = self._pg_writer = self._pg_connect()
+        return raw
 
-    def _reopen_gate(self) -> Connection:
+    def _reopen_gate(self) -> Any:
         self._drop_gate_connection()
         return self._held_gate_connection()
 
     def _drop_gate_connection(self) -> None:
-        held, self._gate_held = self._gate_held, None
-        if held is None:
-            return
-        try:
-            held.invalidate()  # not back into the pool: it is broken or being closed
-            held.close()
-        except Exception:  # noqa: S110 (a broken connection fails to close; it is gone)
-            pass
+        raw, self._pg_writer = self._pg_writer, None
+        if raw is not None:
+            with suppress(Exception):  # a broken connection fails to close; it is gone
+                raw.close()
 
     @contextmanager
     def reading_view(self) -> Iterator[GateView]:
@@ -1039,12 +1246,13 @@ class Store:
     def insert_execution(
         view: GateView, values: Mapping[str, Any], rule_keys: Mapping[str, str] | None = None
     ) -> int:
-        result = view.connection.execute(_insert_execution(), dict(values))
+        driver = view.driver()
+        execution_id = driver.insert("executions", values)
+        assert execution_id is not None
         view.admitted()
-        execution_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         if rule_keys:
-            view.connection.execute(
-                _insert_execution_key(),
+            driver.insert_many(
+                "execution_keys",
                 [
                     {
                         "execution_id": execution_id,
@@ -1061,16 +1269,7 @@ class Store:
     def insert_approval(
         view: GateView, *, decision_id: int, request_id: int, now: float, expires_at: float
     ) -> int:
-        result = view.connection.execute(
-            t.approvals.insert().values(
-                decision_id=decision_id,
-                request_id=request_id,
-                created_at=now,
-                expires_at=expires_at,
-                status="pending",
-            )
-        )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        return _pending_approval(view.driver(), decision_id, request_id, now, expires_at)
 
     # --- the runner's writes ------------------------------------------------------------
 
@@ -1082,35 +1281,37 @@ class Store:
         Returns None on success, or the id of the execution holding the lease.
         Raises StoreError if the execution is no longer queued (another worker got it).
         """
-        e, lease = t.executions, t.leases
-        with self._write() as connection:
-            held = connection.execute(
-                sa.select(lease.c.execution_id, lease.c.expires_at).where(lease.c.key == lease_key)
-            ).first()
-            if held is not None and held.expires_at > now and held.execution_id != execution_id:
-                return int(held.execution_id)
-            if held is not None:
-                connection.execute(lease.delete().where(lease.c.key == lease_key))
-            claimed = connection.execute(
-                e.update()
-                .where(e.c.id == execution_id, e.c.status == "queued")
-                .values(
-                    status="running",
-                    started_at=now,
-                    lease_owner=owner,
-                    lease_expires_at=expires_at,
-                )
-            ).rowcount
+        with self._driver_write() as db:
+            held = db.rows(
+                'SELECT execution_id, expires_at FROM leases WHERE "key" = :key', key=lease_key
+            )
+            if held:
+                holder, held_until = held[0]
+                if held_until > now and holder != execution_id:
+                    return int(holder)
+                db.execute('DELETE FROM leases WHERE "key" = :key', key=lease_key)
+            claimed = db.update(
+                "executions",
+                {
+                    "status": "running",
+                    "started_at": now,
+                    "lease_owner": owner,
+                    "lease_expires_at": expires_at,
+                },
+                "id = :id AND status = 'queued'",
+                id=execution_id,
+            )
             if claimed != 1:
                 raise StoreError(f"execution {execution_id} is not queued any more")
-            connection.execute(
-                lease.insert().values(
-                    key=lease_key,
-                    execution_id=execution_id,
-                    owner=owner,
-                    acquired_at=now,
-                    expires_at=expires_at,
-                )
+            db.insert(
+                "leases",
+                {
+                    "key": lease_key,
+                    "execution_id": execution_id,
+                    "owner": owner,
+                    "acquired_at": now,
+                    "expires_at": expires_at,
+                },
             )
         return None
 
@@ -1129,36 +1330,37 @@ class Store:
         Returns False when the execution was no longer running (it was declared
         interrupted meanwhile): the outcome is then kept in its details only.
         """
-        e = t.executions
-        with self._write() as connection:
-            row = connection.execute(
-                sa.select(e.c.started_at, e.c.playbook, e.c.status).where(e.c.id == execution_id)
-            ).first()
-            if row is None:
+        with self._driver_write() as db:
+            found = db.rows(
+                "SELECT started_at, playbook FROM executions WHERE id = :id", id=execution_id
+            )
+            if not found:
                 raise StoreError(f"no execution {execution_id}")
-            duration = finished_at - (row.started_at or finished_at)
-            updated = connection.execute(
-                e.update()
-                .where(e.c.id == execution_id, e.c.status.in_(("running", "queued")))
-                .values(
-                    status=status,
-                    finished_at=finished_at,
-                    duration_seconds=duration,
-                    lease_expires_at=None,
+            started_at, playbook = found[0]
+            duration = finished_at - (started_at or finished_at)
+            updated = db.update(
+                "executions",
+                {
+                    "status": status,
+                    "finished_at": finished_at,
+                    "duration_seconds": duration,
+                    "lease_expires_at": None,
                     **values,
-                )
-            ).rowcount
+                },
+                "id = :id AND status IN ('running', 'queued')",
+                id=execution_id,
+            )
             if release_lease:
-                connection.execute(t.leases.delete().where(t.leases.c.execution_id == execution_id))
+                db.execute("DELETE FROM leases WHERE execution_id = :id", id=execution_id)
             if updated != 1:
                 return False
             if impacts:
-                connection.execute(
-                    t.impacts.insert(),
+                db.insert_many(
+                    "impacts",
                     [
                         {
                             "execution_id": execution_id,
-                            "playbook": row.playbook,
+                            "playbook": playbook,
                             "at": finished_at,
                             **impact,
                         }
@@ -1169,26 +1371,22 @@ class Store:
 
     def add_attempt(self, execution_id: int, *, now: float, owner: str, expires_at: float) -> int:
         """A retry: a new execution row (attempt n+1) for the same decision, already running."""
-        e = t.executions
-        with self._write() as connection:
-            row = connection.execute(sa.select(e).where(e.c.id == execution_id)).mappings().one()
-            values = {key: row[key] for key in _ATTEMPT_COPIES}
-            result = connection.execute(
-                e.insert().values(
-                    **values,
-                    attempt=row["attempt"] + 1,
-                    admitted_at=now,
-                    started_at=now,
-                    status="running",
-                    lease_owner=owner,
-                    lease_expires_at=expires_at,
-                )
+        with self._driver_write() as db:
+            new_id = _next_attempt(
+                db,
+                execution_id,
+                admitted_at=now,
+                started_at=now,
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=expires_at,
             )
-            new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            connection.execute(
-                t.leases.update()
-                .where(t.leases.c.execution_id == execution_id)
-                .values(execution_id=new_id, expires_at=expires_at)
+            db.execute(
+                "UPDATE leases SET execution_id = :new, expires_at = :expires"
+                " WHERE execution_id = :old",
+                new=new_id,
+                expires=expires_at,
+                old=execution_id,
             )
             return new_id
 
@@ -1198,77 +1396,68 @@ class Store:
         Found on every start and before each claim, so a crash never leaves an
         execution silently "running".
         """
-        # Nearly always nothing is running: asked first as a plain read (on SQLite that
-        # takes no SQLAlchemy and no write lock). Whatever starts running later is
-        # claimed by a live process, and this is asked again before each claim.
+        # Nearly always nothing is running: asked first as a plain read (no write lock).
+        # Whatever starts running later is claimed by a live process, and this is asked
+        # again before each claim.
         with self.reading_view() as view:
             if not view.select("SELECT 1 FROM executions WHERE status = 'running' LIMIT 1"):
                 return []
-        e = t.executions
         host = socket.gethostname()
-        with self._write() as connection:
-            rows = connection.execute(
-                sa.select(e.c.id, e.c.lease_owner, e.c.lease_expires_at).where(
-                    e.c.status == "running"
-                )
-            ).all()
+        with self._driver_write() as db:
+            rows = db.rows(
+                "SELECT id, lease_owner, lease_expires_at FROM executions WHERE status = 'running'"
+            )
             stale = [
-                row.id
-                for row in rows
-                if (row.lease_expires_at is not None and row.lease_expires_at <= now)
-                or holder_is_dead(row.lease_owner, host)
+                int(row_id)
+                for row_id, lease_owner, lease_expires_at in rows
+                if (lease_expires_at is not None and lease_expires_at <= now)
+                or holder_is_dead(lease_owner, host)
             ]
             if stale:
-                connection.execute(
-                    e.update()
-                    .where(e.c.id.in_(stale), e.c.status == "running")
-                    .values(
-                        status="interrupted",
-                        finished_at=now,
-                        summary="interrupted: its process stopped before recording an outcome",
-                        lease_expires_at=None,
-                    )
+                ids = {f"id_{n}": row_id for n, row_id in enumerate(stale)}
+                listed = ", ".join(f":{name}" for name in ids)
+                db.update(
+                    "executions",
+                    {
+                        "status": "interrupted",
+                        "finished_at": now,
+                        "summary": "interrupted: its process stopped before recording an outcome",
+                        "lease_expires_at": None,
+                    },
+                    f"id IN ({listed}) AND status = 'running'",
+                    **ids,
                 )
-                connection.execute(t.leases.delete().where(t.leases.c.execution_id.in_(stale)))
+                db.execute(f"DELETE FROM leases WHERE execution_id IN ({listed})", **ids)  # noqa: S608
             return stale
 
     def requeue(self, execution_id: int, *, now: float) -> int:
         """A new queued attempt of an interrupted execution's decision (it counts against
         the gate like any attempt)."""
-        e = t.executions
-        with self._write() as connection:
-            row = connection.execute(sa.select(e).where(e.c.id == execution_id)).mappings().one()
-            values = {key: row[key] for key in _ATTEMPT_COPIES}
-            result = connection.execute(
-                _insert_execution(),
-                {**values, "attempt": row["attempt"] + 1, "admitted_at": now, "status": "queued"},
-            )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        with self._driver_write() as db:
+            return _next_attempt(db, execution_id, admitted_at=now, status="queued")
 
     def escalate_interrupted(
         self, execution_id: int, *, now: float, expires_at: float
     ) -> int | None:
         """A pending approval to run an interrupted execution's request again."""
-        e, d = t.executions, t.decisions
-        with self._write() as connection:
-            row = connection.execute(
-                sa.select(e.c.decision_id, d.c.request_id)
-                .select_from(e.join(d, d.c.id == e.c.decision_id))
-                .where(e.c.id == execution_id)
-            ).first()
-            if row is None:
-                return None
-            result = connection.execute(
-                t.approvals.insert().values(
-                    decision_id=row.decision_id,
-                    request_id=row.request_id,
-                    created_at=now,
-                    expires_at=expires_at,
-                    status="pending",
-                    note=f"execution {execution_id} was interrupted",
-                )
+        with self._driver_write() as db:
+            found = db.rows(
+                "SELECT executions.decision_id, decisions.request_id FROM executions"
+                " JOIN decisions ON decisions.id = executions.decision_id"
+                " WHERE executions.id = :id",
+                id=execution_id,
             )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            if not found:
+                return None
+            decision_id, request_id = found[0]
+            return _pending_approval(
+                db,
+                decision_id,
+                request_id,
+                now,
+                expires_at,
+                note=f"execution {execution_id} was interrupted",
+            )
 
     # --- flags ---------------------------------------------------------------------------
 
@@ -1287,34 +1476,28 @@ class Store:
     def execution(self, execution_id: int) -> dict[str, Any] | None:
         if not 1 <= execution_id <= self.largest_id:
             return None
-        with self._read() as connection:
-            row = (
-                connection.execute(sa.select(t.executions).where(t.executions.c.id == execution_id))
-                .mappings()
-                .first()
+        with self._driver_read() as db:
+            rows = db.mappings(
+                "SELECT * FROM executions WHERE id = :id", "executions", id=execution_id
             )
-            return dict(row) if row else None
+        return rows[0] if rows else None
 
     def execution_with_request(self, execution_id: int) -> dict[str, Any]:
         """An execution with what the runner needs of its decision and request."""
-        e, d, r = t.executions, t.decisions, t.requests
-        query = (
-            sa.select(
-                e,
-                d.c.reason,
-                d.c.confidence,
-                r.c.parameters,
-                r.c.timeout_seconds,
-                r.c.chain_run_id,
+        with self._driver_read() as db:
+            rows = db.mappings(
+                "SELECT executions.*, decisions.reason, decisions.confidence,"
+                " requests.parameters, requests.timeout_seconds, requests.chain_run_id"
+                " FROM executions JOIN decisions ON decisions.id = executions.decision_id"
+                " JOIN requests ON requests.id = decisions.request_id"
+                " WHERE executions.id = :id",
+                "executions",
+                "requests",
+                id=execution_id,
             )
-            .select_from(e.join(d, d.c.id == e.c.decision_id).join(r, r.c.id == d.c.request_id))
-            .where(e.c.id == execution_id)
-        )
-        with self._read() as connection:
-            row = connection.execute(query).mappings().first()
-        if row is None:
+        if not rows:
             raise StoreError(f"no execution {execution_id}")
-        return dict(row)
+        return rows[0]
 
     def decision(self, decision_id: int) -> dict[str, Any] | None:
         if not 1 <= decision_id <= self.largest_id:
@@ -1385,12 +1568,12 @@ class Store:
             return [dict(row) for row in connection.execute(query).mappings()]
 
     def impacts_of(self, execution_id: int) -> list[dict[str, Any]]:
-        i = t.impacts
-        with self._read() as connection:
-            rows = connection.execute(
-                sa.select(i.c.kind, i.c.subject, i.c.value).where(i.c.execution_id == execution_id)
-            ).mappings()
-            return [dict(row) for row in rows]
+        with self._driver_read() as db:
+            return db.mappings(
+                "SELECT kind, subject, value FROM impacts WHERE execution_id = :id",
+                "impacts",
+                id=execution_id,
+            )
 
     def queued(self) -> list[int]:
         with self.reading_view() as view:
@@ -1454,6 +1637,18 @@ def _idle_and_alive(raw: Any) -> bool:
     return not readable
 
 
+def _rolled_back(raw: Any) -> bool:
+    """Roll back a psycopg connection: True if it can be used again, else it is closed."""
+    import psycopg
+
+    with suppress(psycopg.Error):
+        raw.rollback()
+    if raw.closed or raw.broken:
+        raw.close()
+        return False
+    return True
+
+
 def _libpq_url(url: str) -> str:
     """A SQLAlchemy PostgreSQL URL as libpq takes it (without the driver's name)."""
     scheme, separator, rest = url.partition("://")
@@ -1500,7 +1695,7 @@ class _TransactionHeld:
     rolls back when it first connects and when a connection is returned; here that
     would end the gate's open transaction."""
 
-    def __init__(self, raw: sqlite3.Connection) -> None:
+    def __init__(self, raw: Any) -> None:
         self._raw = raw
 
     def __getattr__(self, name: str) -> Any:
@@ -1627,7 +1822,8 @@ def _json_without_nul(text: str) -> str:
 def _sqlite_insert(name: str, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
     """For rows of table `name` with `keys`: the INSERT (named parameters), which keys hold
     JSON, and the values SQLAlchemy's column defaults would give the columns left out."""
-    json_columns, defaults = _SQLITE_COLUMNS[name]
+    _columns, json_columns, _booleans, pairs = _COLUMNS[name]
+    defaults = dict(pairs)
     json_keys = tuple(key for key in keys if key in json_columns)
     fill = {column: value for column, value in defaults.items() if column not in keys}
     names = (*keys, *fill)
@@ -1684,7 +1880,7 @@ def _postgresql_insert(name: str, keys: tuple[str, ...]) -> tuple[str, dict[str,
     given None holds JSON null, as SQLAlchemy writes it (the array's null would be SQL
     NULL)."""
     _sql, _json_keys, fill = _sqlite_insert(name, keys)
-    json_columns = _SQLITE_COLUMNS[name][0]
+    json_columns = _COLUMNS[name][1]
     # The pre-rendered defaults hold JSON columns as text: here they go in as JSON.
     fill = {key: json.loads(value) if key in json_columns else value for key, value in fill.items()}
     names = (*keys, *fill)
