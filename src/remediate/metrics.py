@@ -3,6 +3,9 @@
 The seed's nine families keep their names (a contract); gate, breaker, pause,
 queue and approval families join them. Served at /metrics and written as a
 node-exporter textfile (temp file + rename) after every execution.
+
+The queries are plain SQL, the same on SQLite and PostgreSQL, run on the driver's
+connection (`Store.sql_reading`): a scrape or a textfile needs no SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,8 +27,7 @@ from prometheus_client.registry import Collector
 
 from remediate.clock import Clock
 from remediate.config.models import Settings
-from remediate.store import GateView, Store
-from remediate.store import tables as t
+from remediate.store import GateView, Sql, Store
 
 STATUSES = ("success", "failure", "timeout", "skipped", "interrupted")
 
@@ -54,46 +55,40 @@ class StoreCollector(Collector):
         }
 
     def collect(self) -> Iterator[Metric]:
-        with self._lock, self.store.reading() as connection:
-            groups = self._groups(connection)
-            yield from self._executions(connection, groups)
+        with self._lock, self.store.sql_reading() as db:
+            groups = self._groups(db)
+            yield from self._executions(db, groups)
             yield from self._duration(groups)
             yield from self._impacts(groups)
             yield from self._self_healing(groups)
-            yield from self._accuracy(connection)
-            yield from self._gate(connection, groups)
+            yield from self._accuracy(db)
+            yield from self._gate(db, groups)
             from remediate.chains.metrics import collect as chain_metrics
 
-            yield from chain_metrics(connection, self.settings)
+            yield from chain_metrics(db, self.settings)
 
-    def _groups(self, connection: sa.Connection) -> dict[str, dict[tuple[Any, ...], list[Any]]]:
+    def _groups(self, db: Sql) -> dict[str, dict[tuple[Any, ...], list[Any]]]:
         """Every aggregate: what is kept, advanced to the settled rows, plus the rest."""
-        e, d, i = t.executions, t.decisions, t.impacts
-        unfinished = connection.execute(
-            sa.select(sa.func.min(e.c.id)).where(e.c.status.in_(("queued", "running")))
-        ).scalar()
-        tables = {
-            "executions": (e, e.c.admitted_at),
-            "decisions": (d, d.c.created_at),
-            "impacts": (i, i.c.at),
-        }
+        [(unfinished,)] = db.rows(
+            "SELECT min(id) FROM executions WHERE status IN ('queued', 'running')"
+        )
+        tables = {"executions": "admitted_at", "decisions": "created_at", "impacts": "at"}
         merged: dict[str, dict[tuple[Any, ...], list[Any]]] = {}
-        for name, (table, stamp_column) in tables.items():
-            aggregates = self._aggregates[name]
-            newest = connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
-            upto = newest if name != "executions" or unfinished is None else unfinished - 1
-            settled = self._settled.get(name)
-            if settled is None or not settled.holds(connection, table, stamp_column):
-                settled = self._settled[name] = _Settled(aggregates)
+        for table, stamp_column in tables.items():
+            aggregates = self._aggregates[table]
+            [(newest,)] = db.rows(f"SELECT max(id) FROM {table}")  # noqa: S608
+            newest = newest or 0
+            upto = newest if table != "executions" or unfinished is None else unfinished - 1
+            settled = self._settled.get(table)
+            if settled is None or not settled.holds(db, table, stamp_column):
+                settled = self._settled[table] = _Settled(aggregates)
             if upto > settled.upto:
-                settled.add(connection, table, lo=settled.upto, hi=upto)
+                settled.add(db, table, lo=settled.upto, hi=upto)
                 settled.upto = upto
-                settled.stamp = connection.execute(
-                    sa.select(stamp_column).where(table.c.id == upto)
-                ).scalar()
+                settled.stamp = _stamp(db, table, stamp_column, upto)
             rest = _Settled(aggregates)
             if newest > settled.upto:
-                rest.add(connection, table, lo=settled.upto, hi=newest)
+                rest.add(db, table, lo=settled.upto, hi=newest)
             for aggregate in aggregates:
                 merged[aggregate.name] = aggregate.merged(
                     settled.groups[aggregate.name], rest.groups[aggregate.name]
@@ -101,9 +96,8 @@ class StoreCollector(Collector):
         return merged
 
     def _executions(
-        self, connection: sa.Connection, groups: dict[str, dict[tuple[Any, ...], list[Any]]]
+        self, db: Sql, groups: dict[str, dict[tuple[Any, ...], list[Any]]]
     ) -> Iterator[Metric]:
-        e = t.executions
         executions = CounterMetricFamily(
             "remediation_playbook_executions",
             "Playbook executions (every attempt) by final status.",
@@ -127,14 +121,12 @@ class StoreCollector(Collector):
             "Executions queued or running now.",
             labels=["status"],
         )
-        counts: dict[str, int] = {
-            status: count
-            for status, count in connection.execute(
-                sa.select(e.c.status, sa.func.count())
-                .where(e.c.status.in_(("queued", "running")))
-                .group_by(e.c.status)
+        counts: dict[str, int] = dict(
+            db.rows(
+                "SELECT status, count(*) FROM executions"
+                " WHERE status IN ('queued', 'running') GROUP BY status"
             )
-        }
+        )
         for status in ("queued", "running"):
             in_flight.add_metric([status], counts.get(status, 0))
         yield in_flight
@@ -202,16 +194,14 @@ class StoreCollector(Collector):
                 rate.add_metric([root_cause], (successes or 0) / total)
         yield rate
 
-    def _accuracy(self, connection: sa.Connection) -> Iterator[Metric]:
-        from remediate.autonomous.accuracy import rolling_by_resource
-
+    def _accuracy(self, db: Sql) -> Iterator[Metric]:
         accuracy = GaugeMetricFamily(
             "remediation_predictive_accuracy",
             "Mean score (0-1) of the forecasts scored in the rolling window, by resource.",
             labels=["resource"],
         )
-        scores = rolling_by_resource(
-            connection,
+        scores = accuracy_by_resource(
+            db,
             now=self.clock.now(),
             window_days=self.settings.autonomous.accuracy.window_days,
         )
@@ -220,7 +210,7 @@ class StoreCollector(Collector):
         yield accuracy
 
     def _gate(
-        self, connection: sa.Connection, groups: dict[str, dict[tuple[Any, ...], list[Any]]]
+        self, db: Sql, groups: dict[str, dict[tuple[Any, ...], list[Any]]]
     ) -> Iterator[Metric]:
         decisions = CounterMetricFamily(
             "remediation_gate_decisions",
@@ -233,7 +223,7 @@ class StoreCollector(Collector):
 
         from remediate.pipeline.checks.circuit_breaker import state
 
-        view = GateView(connection)
+        view = GateView(db.connection)
         now = self.clock.now()
         breaker = GaugeMetricFamily(
             "remediation_circuit_breaker_open",
@@ -258,15 +248,13 @@ class StoreCollector(Collector):
         paused.add_metric([], 1.0 if view.flag("paused") else 0.0)
         yield paused
 
-        a = t.approvals
         pending = GaugeMetricFamily(
             "remediation_approvals_pending", "Escalations waiting for an operator."
         )
-        count = connection.execute(
-            sa.select(sa.func.count())
-            .select_from(a)
-            .where(a.c.status == "pending", a.c.expires_at > now)
-        ).scalar()
+        [(count,)] = db.rows(
+            "SELECT count(*) FROM approvals WHERE status = 'pending' AND expires_at > :now",
+            now=now,
+        )
         pending.add_metric([], count or 0)
         yield pending
 
@@ -282,50 +270,41 @@ Groups = dict[tuple[Any, ...], list[Any]]
 class _Aggregate:
     """One grouped aggregate over a span of a table's ids, and how two spans combine.
 
-    `values` pairs each expression with "sum" or "max". With `latest`, the one key is a
-    group column of impacts and the values are [newest execution id, its total]: the
-    newest execution wins, and two parts of one execution add up.
+    `keys` are columns, `values` pair an SQL expression with "sum" or "max", `where`
+    holds SQL conditions (with `parameters`). With `latest`, the one key is a group
+    column of impacts and the values are [newest execution id, its total]: the newest
+    execution wins, and two parts of one execution add up.
     """
 
     name: str
-    keys: tuple[sa.ColumnElement[Any], ...]
-    values: tuple[tuple[sa.ColumnElement[Any], str], ...] = ()
-    where: tuple[sa.ColumnElement[bool], ...] = ()
+    keys: tuple[str, ...]
+    values: tuple[tuple[str, str], ...] = ()
+    where: tuple[str, ...] = ()
     latest: bool = False
+    parameters: tuple[tuple[str, Any], ...] = ()
 
     def rows(
-        self, connection: sa.Connection, table: sa.Table, lo: int, hi: int
+        self, db: Sql, table: str, lo: int, hi: int
     ) -> Iterator[tuple[tuple[Any, ...], list[Any]]]:
-        span = (table.c.id > lo, table.c.id <= hi)
+        where = " AND ".join((*self.where, "id > :lo", "id <= :hi"))
+        parameters = dict(self.parameters, lo=lo, hi=hi)
         if self.latest:
             group = self.keys[0]
-            newest = (
-                sa.select(group.label("subject"), sa.func.max(table.c.execution_id).label("run"))
-                .where(*self.where, *span)
-                .group_by(group)
-                .subquery()
-            )
             query = (
-                sa.select(newest.c.subject, newest.c.run, sa.func.sum(table.c.value))
-                .select_from(
-                    table.join(
-                        newest,
-                        sa.and_(table.c.execution_id == newest.c.run, group == newest.c.subject),
-                    )
-                )
-                .where(*self.where, *span)
-                .group_by(newest.c.subject, newest.c.run)
+                f"SELECT newest.subject, newest.run, sum({table}.value) FROM {table} JOIN"  # noqa: S608
+                f" (SELECT {group} AS subject, max(execution_id) AS run FROM {table}"
+                f" WHERE {where} GROUP BY {group}) AS newest"
+                f" ON {table}.execution_id = newest.run AND {table}.{group} = newest.subject"
+                f" WHERE {where} GROUP BY newest.subject, newest.run"
             )
-            for subject, run, total in connection.execute(query):
+            for subject, run, total in db.rows(query, **parameters):
                 yield (subject,), [run, total]
             return
-        query = (
-            sa.select(*self.keys, *(expression for expression, _how in self.values))
-            .where(*self.where, *span)
-            .group_by(*self.keys)
-        )
+        keys = ", ".join(self.keys)
+        values = "".join(f", {expression}" for expression, _how in self.values)
+        query = f"SELECT {keys}{values} FROM {table} WHERE {where} GROUP BY {keys}"  # noqa: S608
         width = len(self.keys)
-        for row in connection.execute(query):
+        for row in db.rows(query, **parameters):
             yield tuple(row[:width]), list(row[width:])
 
     def combine(self, into: Groups, key: tuple[Any, ...], values: list[Any]) -> None:
@@ -362,90 +341,84 @@ class _Settled:
         self.stamp: Any = None  # the time column of row `upto`
         self.groups: dict[str, Groups] = {aggregate.name: {} for aggregate in aggregates}
 
-    def add(self, connection: sa.Connection, table: sa.Table, *, lo: int, hi: int) -> None:
+    def add(self, db: Sql, table: str, *, lo: int, hi: int) -> None:
         for aggregate in self.aggregates:
             into = self.groups[aggregate.name]
-            for key, values in aggregate.rows(connection, table, lo, hi):
+            for key, values in aggregate.rows(db, table, lo, hi):
                 aggregate.combine(into, key, values)
 
-    def holds(
-        self, connection: sa.Connection, table: sa.Table, stamp: sa.ColumnElement[Any]
-    ) -> bool:
+    def holds(self, db: Sql, table: str, stamp_column: str) -> bool:
         """Whether what was counted is still there: the row at `upto` is unchanged (a store
         restored from a backup or emptied is counted again from the start)."""
         if self.upto == 0:
             return True
-        now = connection.execute(sa.select(stamp).where(table.c.id == self.upto)).scalar()
-        return bool(now == self.stamp)
+        return bool(_stamp(db, table, stamp_column, self.upto) == self.stamp)
+
+
+def _stamp(db: Sql, table: str, column: str, row_id: int) -> Any:
+    rows = db.rows(f"SELECT {column} FROM {table} WHERE id = :id", id=row_id)  # noqa: S608
+    return rows[0][0] if rows else None
+
+
+_FINISHED = "status IN ({})".format(", ".join(f"'{status}'" for status in STATUSES))
+_COUNT = ("count(*)", "sum")
 
 
 def _aggregates_of_executions(settings: Settings) -> tuple[_Aggregate, ...]:
-    e = t.executions
     buckets = settings.metrics.duration_buckets
-    finished = e.c.status.in_(STATUSES)
-    count: tuple[sa.ColumnElement[Any], str] = (sa.func.count(), "sum")
     return (
-        _Aggregate("by_status", (e.c.playbook, e.c.status), (count,), (finished,)),
+        _Aggregate("by_status", ("playbook", "status"), (_COUNT,), (_FINISHED,)),
         _Aggregate(
-            "last_success",
-            (e.c.playbook,),
-            ((sa.func.max(e.c.finished_at), "max"),),
-            (e.c.status == "success",),
+            "last_success", ("playbook",), (("max(finished_at)", "max"),), ("status = 'success'",)
         ),
         _Aggregate(
             "duration",
-            (e.c.playbook,),
+            ("playbook",),
             (
-                count,
-                (sa.func.sum(e.c.duration_seconds), "sum"),
+                _COUNT,
+                ("sum(duration_seconds)", "sum"),
                 *(
-                    (sa.func.sum(sa.case((e.c.duration_seconds <= bound, 1), else_=0)), "sum")
-                    for bound in buckets
+                    (f"sum(CASE WHEN duration_seconds <= :bucket_{n} THEN 1 ELSE 0 END)", "sum")
+                    for n in range(len(buckets))
                 ),
             ),
-            (e.c.duration_seconds.is_not(None), finished),
+            ("duration_seconds IS NOT NULL", _FINISHED),
+            parameters=tuple((f"bucket_{n}", float(bound)) for n, bound in enumerate(buckets)),
         ),
         _Aggregate(
             "root_cause",
-            (e.c.root_cause,),
-            (count, (sa.func.sum(sa.case((e.c.status == "success", 1), else_=0)), "sum")),
-            (e.c.root_cause.is_not(None), e.c.status.in_(("success", "failure", "timeout"))),
+            ("root_cause",),
+            (_COUNT, ("sum(CASE WHEN status = 'success' THEN 1 ELSE 0 END)", "sum")),
+            ("root_cause IS NOT NULL", "status IN ('success', 'failure', 'timeout')"),
         ),
-        _Aggregate("playbooks", (e.c.playbook,), (count,)),
+        _Aggregate("playbooks", ("playbook",), (_COUNT,)),
     )
 
 
-_AGGREGATES_OF_DECISIONS = (
-    _Aggregate(
-        "decisions",
-        (t.decisions.c.source, t.decisions.c.action, t.decisions.c.check_name),
-        ((sa.func.count(), "sum"),),
-    ),
-)
+_AGGREGATES_OF_DECISIONS = (_Aggregate("decisions", ("source", "action", "check_name"), (_COUNT,)),)
 _AGGREGATES_OF_IMPACTS = (
-    _Aggregate(
-        "reclaimed",
-        (t.impacts.c.playbook,),
-        (),
-        (t.impacts.c.kind == "bytes_reclaimed",),
-        latest=True,
-    ),
+    _Aggregate("reclaimed", ("playbook",), (), ("kind = 'bytes_reclaimed'",), latest=True),
     _Aggregate(
         "restarted",
-        (t.impacts.c.playbook, t.impacts.c.subject),
-        ((sa.func.sum(t.impacts.c.value), "sum"),),
-        (t.impacts.c.kind == "service_restarted",),
+        ("playbook", "subject"),
+        (("sum(value)", "sum"),),
+        ("kind = 'service_restarted'",),
     ),
-    _Aggregate(
-        "oom",
-        (t.impacts.c.subject,),
-        ((sa.func.sum(t.impacts.c.value), "sum"),),
-        (t.impacts.c.kind == "oom_detected",),
-    ),
-    _Aggregate(
-        "vacuum", (t.impacts.c.subject,), (), (t.impacts.c.kind == "rows_removed",), latest=True
-    ),
+    _Aggregate("oom", ("subject",), (("sum(value)", "sum"),), ("kind = 'oom_detected'",)),
+    _Aggregate("vacuum", ("subject",), (), ("kind = 'rows_removed'",), latest=True),
 )
+
+
+def accuracy_by_resource(db: Sql, *, now: float, window_days: float) -> dict[str, float]:
+    """`remediation_predictive_accuracy{resource}`: the rolling mean score per resource
+    of the forecasts scored in the window."""
+    rows = db.rows(
+        "SELECT resource, avg(score) FROM forecasts WHERE score IS NOT NULL"
+        " AND scored_at >= :since AND scored_at <= :now GROUP BY resource ORDER BY resource",
+        since=now - window_days * 86400,
+        now=now,
+    )
+    return {resource: float(mean) for resource, mean in rows}
 
 
 def _sorted(groups: Groups) -> list[tuple[tuple[Any, ...], list[Any]]]:

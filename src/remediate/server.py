@@ -82,19 +82,22 @@ def _serve(
         logging.getLogger("remediate").warning(
             "marked %d execution(s) interrupted: %s", len(interrupted), interrupted
         )
-    # Up to here nothing needed SQLAlchemy on SQLite (about 100 ms of start-up). It is
-    # imported in the background a moment after the server is up, so the first admission
-    # does not stall every alert behind it, and its objects are frozen like the rest.
-    # The node-exporter textfile is then written: over a long history that first count
-    # takes seconds, and alerts must not wait for it.
+    # Deciding, running, recording, scrapes and samples need no SQLAlchemy (about 12 MB
+    # and 100 ms to import): only chain runs, approvals, the decision history and
+    # reports do. When a route sends alerts to a chain, SQLAlchemy is imported in the
+    # background a moment after the server is up, so the first chain alert does not
+    # stall every alert behind it. The node-exporter textfile is then written: over a
+    # long history that first count takes seconds, and alerts must not wait for it.
     stopping = threading.Event()
+    chains_routed = any(route.chain for route in settings.routes)
 
     def warm_up() -> None:
         if stopping.wait(WARM_UP_DELAY_SECONDS):
             return
         try:
-            runtime.store.prepare()
-            gc.freeze()
+            if chains_routed:
+                runtime.store.prepare()
+                gc.freeze()
             runtime.write_textfile()
         except RemediateError as error:  # a broken store: /health says so, and each retries
             logging.getLogger("remediate").warning("warm-up: %s", error.message)

@@ -58,6 +58,14 @@ loaded = lambda: "sqlalchemy" in sys.modules
 print(_health(runtime, worker)["store"], loaded())
 print(decide("NoRoute", "m1"), decide("Footprint", "x; rm"), runtime.store.queued(), loaded())
 print(decide("Footprint", "m2"), runtime.store.queued(), loaded())
+report = runtime.pipeline.execute(runtime.store.queued()[0])
+textfile = settings.textfile_path().read_text()
+print(report.status, 'playbook="touch-marker",status="success"' in textfile, loaded())
+from remediate.metrics import exposition
+print('remediation_gate_decisions_total' in exposition(runtime.metrics).decode(), loaded())
+from remediate.autonomous.sampler import Sampler
+taken = Sampler(settings, runtime.store, clock=runtime.clock).sample_once()
+print(taken.sampled > 0, loaded())
 print([row["action"] for row in runtime.store.history()])
 """
 
@@ -80,7 +88,10 @@ def test_start_health_and_refusals_need_no_sqlalchemy(tmp_path: Path) -> None:
     assert out[0] == "ok False"  # a new store created, recovered and healthy
     assert out[1] == "record block [] False"  # no route; a refused parameter
     assert out[2] == "execute [1] False"  # an admission, on the driver too
-    assert out[3] == "['execute', 'block', 'record']"
+    assert out[3] == "success True False"  # the run, its record and the textfile
+    assert out[4] == "True False"  # a scrape
+    assert out[5] == "True False"  # a round of the sampler
+    assert out[6] == "['execute', 'block', 'record']"
 
 
 @pytest.mark.integration
@@ -99,7 +110,10 @@ def test_start_and_health_on_postgresql_need_no_sqlalchemy(
     assert out[0] == "ok False"
     assert out[1] == "record block [] False"
     assert out[2] == "execute [1] False"
-    assert out[3] == "['execute', 'block', 'record']"
+    assert out[3] == "success True False"
+    assert out[4] == "True False"
+    assert out[5] == "True False"
+    assert out[6] == "['execute', 'block', 'record']"
 
 
 def _sqlalchemy_mapped(pid: int) -> bool:
@@ -107,7 +121,12 @@ def _sqlalchemy_mapped(pid: int) -> bool:
     return "/sqlalchemy/" in Path(f"/proc/{pid}/maps").read_text()
 
 
-def test_serve_warms_up_in_the_background_then_writes_the_textfile(tmp_path: Path) -> None:
+def test_serve_writes_the_textfile_then_decides_runs_and_is_scraped_without_sqlalchemy(
+    tmp_path: Path,
+) -> None:
+    """The real server: the textfile appears after the warm-up, an alert is admitted and
+    runs to success, /metrics answers, and SQLAlchemy is never loaded (no route sends
+    alerts to a chain, so the warm-up leaves it out too)."""
     textfile = tmp_path / "state" / "remediate.prom"
     port = free_port()
     serve = start_serve(_config(tmp_path), port, tmp_path / "serve.log")
@@ -117,12 +136,20 @@ def test_serve_warms_up_in_the_background_then_writes_the_textfile(tmp_path: Pat
                 break
             time.sleep(0.05)
         assert "remediation_" in textfile.read_text()
-        assert _sqlalchemy_mapped(serve.pid)
         body = {
             "alerts": [{"status": "firing", "labels": {"alertname": "Footprint", "name": "m3"}}]
         }
         answer = httpx.post(f"http://127.0.0.1:{port}/webhook?wait=30", json=body, timeout=40)
         assert answer.json()["results"][0]["result"] == "success"
         assert (tmp_path / "m3").exists()
+        scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert (
+            'remediation_playbook_executions_total{playbook="touch-marker",status="success"} 1.0'
+            in scrape
+        )
+        assert not _sqlalchemy_mapped(serve.pid)
+        # Something that needs it still gets it: the decision history.
+        assert httpx.get(f"http://127.0.0.1:{port}/decisions", timeout=10).status_code == 200
+        assert _sqlalchemy_mapped(serve.pid)
     finally:
         stop_serve(serve)

@@ -426,8 +426,8 @@ def test_chain_metrics_come_from_the_store(
 
     class Chains(Collector):
         def collect(self) -> Any:
-            with store.reading() as connection:
-                yield from collect(connection, settings)
+            with store.sql_reading() as db:
+                yield from collect(db, settings)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Chains())

@@ -170,8 +170,8 @@ def test_a_simulated_week_scores_forecasts_and_the_breaker_opens_and_closes(
             if hour % 6 == 5:
                 prediction = forecast_now(store, clock, week_settings)
                 states.append((day, "open" if prediction.breaker.open else "closed"))
-    with store.reading() as connection:
-        scored = accuracy.rolling(connection, now=clock.now(), window_days=30)
+    with store.sql_reading() as db:
+        scored = accuracy.rolling(db, now=clock.now(), window_days=30)
     assert scored.scored >= 20
     opened_on = [day for day, state in states if state == "open"]
     assert opened_on, states

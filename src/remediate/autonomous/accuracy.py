@@ -16,13 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
-from remediate.autonomous.samples import Sample, nearest, subject_of, writing
+from remediate.autonomous.samples import Sample, nearest, subject_of
 from remediate.config.models import Autonomous
-from remediate.store import Store
-from remediate.store import tables as t
+from remediate.store import Sql, Store
 
 DAY = 86400.0
 # A forecast whose actual value cannot be found this long after its horizon is closed.
@@ -56,21 +52,17 @@ class Scored:
         }
 
 
-def _remediated(connection: Connection, resource: str, since: float, until: float) -> bool:
+def _remediated(db: Sql, resource: str, since: float, until: float) -> bool:
     subject = subject_of(resource)
     if not subject:
         return False
-    e = t.executions
-    count = connection.execute(
-        sa.select(sa.func.count())
-        .select_from(e)
-        .where(
-            e.c.target == subject,
-            e.c.status == "success",
-            e.c.admitted_at >= since,
-            e.c.admitted_at <= until,
-        )
-    ).scalar()
+    [(count,)] = db.rows(
+        "SELECT count(*) FROM executions WHERE target = :subject AND status = 'success'"
+        " AND admitted_at >= :since AND admitted_at <= :until",
+        subject=subject,
+        since=since,
+        until=until,
+    )
     return bool(count)
 
 
@@ -78,37 +70,38 @@ def score_matured(
     store: Store, config: Autonomous, *, now: float, actual: ActualSource | None = None
 ) -> list[Scored]:
     """Score every unscored forecast whose horizon is past; returns what was scored."""
-    f = t.forecasts
     within = max(2 * config.sample_interval_seconds, 3600.0)
     done: list[Scored] = []
-    with writing(store) as connection:
-        rows = connection.execute(
-            sa.select(f.c.id, f.c.resource, f.c.created_at, f.c.horizon_at, f.c.predicted)
-            .where(f.c.scored_at.is_(None), f.c.horizon_at <= now)
-            .order_by(f.c.horizon_at, f.c.id)
-        ).all()
-        for row in rows:
-            if _remediated(connection, row.resource, row.created_at, row.horizon_at):
-                outcome = Scored(row.id, row.resource, row.predicted, None, None, "remediated")
+    with store.gate_transaction() as view:
+        db = view.driver()
+        rows = db.rows(
+            "SELECT id, resource, created_at, horizon_at, predicted FROM forecasts"
+            " WHERE scored_at IS NULL AND horizon_at <= :now ORDER BY horizon_at, id",
+            now=now,
+        )
+        for forecast_id, resource, created_at, horizon_at, predicted in rows:
+            if _remediated(db, resource, created_at, horizon_at):
+                outcome = Scored(forecast_id, resource, predicted, None, None, "remediated")
             else:
                 sample = (
-                    actual(row.resource, row.horizon_at)
+                    actual(resource, horizon_at)
                     if actual is not None
-                    else nearest(connection, row.resource, row.horizon_at, within)
+                    else nearest(db, resource, horizon_at, within)
                 )
                 if sample is None:
-                    if now - row.horizon_at < GIVE_UP_SECONDS:
+                    if now - horizon_at < GIVE_UP_SECONDS:
                         continue  # the sample may still arrive (the sampler runs behind)
-                    outcome = Scored(row.id, row.resource, row.predicted, None, None, "no sample")
+                    outcome = Scored(forecast_id, resource, predicted, None, None, "no sample")
                 else:
-                    value = score(row.predicted, sample.percent, config.tolerance_percent)
+                    value = score(predicted, sample.percent, config.tolerance_percent)
                     outcome = Scored(
-                        row.id, row.resource, row.predicted, sample.percent, value, "scored"
+                        forecast_id, resource, predicted, sample.percent, value, "scored"
                     )
-            connection.execute(
-                f.update()
-                .where(f.c.id == row.id, f.c.scored_at.is_(None))
-                .values(scored_at=now, actual=outcome.actual, score=outcome.score)
+            db.update(
+                "forecasts",
+                {"scored_at": now, "actual": outcome.actual, "score": outcome.score},
+                "id = :id AND scored_at IS NULL",
+                id=forecast_id,
             )
             done.append(outcome)
     return done
@@ -120,36 +113,17 @@ class Accuracy:
     scored: int
 
 
-def rolling(
-    connection: Connection, *, now: float, window_days: float, resource: str | None = None
-) -> Accuracy:
+def rolling(db: Sql, *, now: float, window_days: float, resource: str | None = None) -> Accuracy:
     """Mean score of the forecasts scored in the window (one resource, or all of them)."""
-    f = t.forecasts
-    query = sa.select(sa.func.avg(f.c.score), sa.func.count()).where(
-        f.c.score.is_not(None), f.c.scored_at >= now - window_days * DAY, f.c.scored_at <= now
+    of_resource = " AND resource = :resource" if resource is not None else ""
+    [(mean, count)] = db.rows(
+        "SELECT avg(score), count(*) FROM forecasts WHERE score IS NOT NULL"  # noqa: S608
+        f" AND scored_at >= :since AND scored_at <= :now{of_resource}",
+        since=now - window_days * DAY,
+        now=now,
+        resource=resource,
     )
-    if resource is not None:
-        query = query.where(f.c.resource == resource)
-    mean, count = connection.execute(query).one()
     return Accuracy(None if mean is None else float(mean), int(count or 0))
-
-
-def rolling_by_resource(
-    connection: Connection, *, now: float, window_days: float
-) -> dict[str, float]:
-    """`remediation_predictive_accuracy{resource}`: the rolling mean per resource."""
-    f = t.forecasts
-    rows = connection.execute(
-        sa.select(f.c.resource, sa.func.avg(f.c.score))
-        .where(
-            f.c.score.is_not(None),
-            f.c.scored_at >= now - window_days * DAY,
-            f.c.scored_at <= now,
-        )
-        .group_by(f.c.resource)
-        .order_by(f.c.resource)
-    )
-    return {resource: float(mean) for resource, mean in rows}
 
 
 @dataclass(frozen=True)
@@ -171,8 +145,8 @@ class Breaker:
 def breaker(store: Store, config: Autonomous, *, now: float) -> Breaker:
     """Open while rolling accuracy < threshold over at least `min_scored` scored forecasts."""
     rules = config.accuracy
-    with store.reading() as connection:
-        accuracy = rolling(connection, now=now, window_days=rules.window_days)
+    with store.sql_reading() as db:
+        accuracy = rolling(db, now=now, window_days=rules.window_days)
     if accuracy.mean is None or accuracy.scored < rules.min_scored:
         return Breaker(
             False,

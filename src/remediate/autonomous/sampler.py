@@ -55,7 +55,7 @@ class Sampler:
 
     def sample_once(self) -> Round:
         """One round: sample (unless Prometheus has the history), store, prune, score."""
-        # Imported here: they need SQLAlchemy, which serve imports only once it is needed.
+        # Imported here, when the first round runs: not on serve's start-up path.
         from remediate.autonomous import accuracy, samples
 
         config = self.settings.autonomous

@@ -19,15 +19,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from remediate.config.models import Autonomous, Settings
 from remediate.errors import RemediateError
-from remediate.store import Store
-from remediate.store import tables as t
+from remediate.store import Sql, Store
 from remediate.system.process import ProcessRunner
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 DAY = 86400.0
 COMMAND_TIMEOUT_SECONDS = 30.0
@@ -239,10 +239,11 @@ def writing(store: Store) -> Iterator[Connection]:
 
 def write(store: Store, samples: Sequence[Sample], *, retention_days: float, now: float) -> int:
     """Insert the samples and drop those past retention; returns how many were dropped."""
-    with writing(store) as connection:
+    with store.gate_transaction() as view:
+        db = view.driver()
         if samples:
-            connection.execute(
-                t.samples.insert(),
+            db.insert_many(
+                "samples",
                 [
                     {
                         "at": sample.at,
@@ -253,34 +254,38 @@ def write(store: Store, samples: Sequence[Sample], *, retention_days: float, now
                     for sample in samples
                 ],
             )
-        dropped = connection.execute(
-            t.samples.delete().where(t.samples.c.at < now - retention_days * DAY)
-        ).rowcount
+        dropped = db.execute(
+            "DELETE FROM samples WHERE at < :before", before=now - retention_days * DAY
+        )
     return int(dropped or 0)
 
 
 def read(store: Store, *, since: float, until: float | None = None) -> dict[str, list[Sample]]:
     """Stored samples since a time, by resource, oldest first."""
-    s = t.samples
-    query = sa.select(s.c.at, s.c.resource, s.c.used, s.c.capacity).where(s.c.at >= since)
-    if until is not None:
-        query = query.where(s.c.at <= until)
+    until_clause = " AND at <= :until" if until is not None else ""
     series: dict[str, list[Sample]] = {}
-    with store.reading() as connection:
-        for at, resource, used, capacity in connection.execute(query.order_by(s.c.at, s.c.id)):
-            series.setdefault(resource, []).append(Sample(at, resource, used, capacity))
+    with store.sql_reading() as db:
+        rows = db.rows(
+            "SELECT at, resource, used, capacity FROM samples"  # noqa: S608
+            f" WHERE at >= :since{until_clause} ORDER BY at, id",
+            since=since,
+            until=until,
+        )
+    for at, resource, used, capacity in rows:
+        series.setdefault(resource, []).append(Sample(at, resource, used, capacity))
     return series
 
 
-def nearest(connection: Connection, resource: str, when: float, within: float) -> Sample | None:
+def nearest(db: Sql, resource: str, when: float, within: float) -> Sample | None:
     """The stored sample of a resource closest to `when`, if one is within `within` seconds."""
-    s = t.samples
-    rows = connection.execute(
-        sa.select(s.c.at, s.c.used, s.c.capacity)
-        .where(s.c.resource == resource, s.c.at >= when - within, s.c.at <= when + within)
-        .order_by(s.c.at)
-    ).all()
+    rows = db.rows(
+        "SELECT at, used, capacity FROM samples WHERE resource = :resource"
+        " AND at >= :earliest AND at <= :latest ORDER BY at",
+        resource=resource,
+        earliest=when - within,
+        latest=when + within,
+    )
     if not rows:
         return None
-    at, used, capacity = min(rows, key=lambda row: abs(row.at - when))
+    at, used, capacity = min(rows, key=lambda row: abs(row[0] - when))
     return Sample(at, resource, used, capacity)

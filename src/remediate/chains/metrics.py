@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import sqlalchemy as sa
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -23,7 +22,7 @@ from prometheus_client.core import (
 )
 
 from remediate.config.models import Settings
-from remediate.store import tables as t
+from remediate.store import Sql
 
 __all__ = ["collect"]
 
@@ -39,38 +38,38 @@ STEP_STATUSES = (
     "not_run",
     "rolled_back",  # a success undone later moves here from success (the one non-final move)
 )
+_RUN_FINAL = "status IN ({})".format(", ".join(f"'{status}'" for status in RUN_STATUSES))
+_STEP_FINAL = "status IN ({})".format(", ".join(f"'{status}'" for status in STEP_STATUSES))
 
 
-def collect(connection: sa.Connection, settings: Settings) -> Iterator[Metric]:
-    r, s = t.chain_runs, t.chain_steps
+def collect(db: Sql, settings: Settings) -> Iterator[Metric]:
     executions = CounterMetricFamily(
         "remediation_chain_executions",
         "Chain runs by final status.",
         labels=["chain", "status"],
     )
-    rows = connection.execute(
-        sa.select(r.c.chain, r.c.status, sa.func.count())
-        .where(r.c.status.in_(RUN_STATUSES))
-        .group_by(r.c.chain, r.c.status)
-        .order_by(r.c.chain, r.c.status)
+    rows = db.rows(
+        f"SELECT chain, status, count(*) FROM chain_runs WHERE {_RUN_FINAL}"  # noqa: S608
+        " GROUP BY chain, status ORDER BY chain, status"
     )
     for chain, status, count in rows:
         executions.add_metric([chain, status], count)
     yield executions
 
     buckets = settings.metrics.duration_buckets
-    duration = r.c.finished_at - r.c.started_at
-    cumulative = [sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in buckets]
+    duration = "(finished_at - started_at)"
+    cumulative = "".join(
+        f", sum(CASE WHEN {duration} <= :bucket_{n} THEN 1 ELSE 0 END)" for n in range(len(buckets))
+    )
     histogram = HistogramMetricFamily(
         "remediation_chain_duration_seconds",
         "How long finished chain runs took, start to end.",
         labels=["chain"],
     )
-    rows = connection.execute(
-        sa.select(r.c.chain, sa.func.count(), sa.func.sum(duration), *cumulative)
-        .where(r.c.finished_at.is_not(None), r.c.status.in_(RUN_STATUSES))
-        .group_by(r.c.chain)
-        .order_by(r.c.chain)
+    rows = db.rows(
+        f"SELECT chain, count(*), sum({duration}){cumulative} FROM chain_runs"  # noqa: S608
+        f" WHERE finished_at IS NOT NULL AND {_RUN_FINAL} GROUP BY chain ORDER BY chain",
+        **{f"bucket_{n}": float(bound) for n, bound in enumerate(buckets)},
     )
     for chain, count, total, *counts in rows:
         points = [
@@ -86,12 +85,12 @@ def collect(connection: sa.Connection, settings: Settings) -> Iterator[Metric]:
         "Chain steps by outcome; step is the playbook the step runs.",
         labels=["chain", "step", "status"],
     )
-    rows = connection.execute(
-        sa.select(r.c.chain, s.c.playbook, s.c.status, sa.func.count())
-        .select_from(s.join(r, r.c.id == s.c.run_id))
-        .where(s.c.status.in_(STEP_STATUSES))
-        .group_by(r.c.chain, s.c.playbook, s.c.status)
-        .order_by(r.c.chain, s.c.playbook, s.c.status)
+    rows = db.rows(
+        "SELECT chain_runs.chain, chain_steps.playbook, chain_steps.status, count(*)"  # noqa: S608
+        " FROM chain_steps JOIN chain_runs ON chain_runs.id = chain_steps.run_id"
+        f" WHERE chain_steps.{_STEP_FINAL}"
+        " GROUP BY chain_runs.chain, chain_steps.playbook, chain_steps.status"
+        " ORDER BY chain_runs.chain, chain_steps.playbook, chain_steps.status"
     )
     for chain, step, status, count in rows:
         steps.add_metric([chain, step, status], count)
@@ -102,11 +101,9 @@ def collect(connection: sa.Connection, settings: Settings) -> Iterator[Metric]:
         "Chain runs interrupted (their process died) and not resumed yet.",
         labels=["chain"],
     )
-    rows = connection.execute(
-        sa.select(r.c.chain, sa.func.count())
-        .where(r.c.status == "interrupted")
-        .group_by(r.c.chain)
-        .order_by(r.c.chain)
+    rows = db.rows(
+        "SELECT chain, count(*) FROM chain_runs WHERE status = 'interrupted'"
+        " GROUP BY chain ORDER BY chain"
     )
     for chain, count in rows:
         interrupted.add_metric([chain], count)

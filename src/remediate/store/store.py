@@ -176,7 +176,7 @@ def render_sqlite_columns() -> dict[str, tuple[tuple[Any, ...], ...]]:
     """For each table: its columns, its JSON columns, its boolean columns, and the values
     SQLAlchemy's column defaults give the columns a row leaves out (JSON already as
     text, as (name, value) pairs). Rendered ahead of time into sqlite_ddl.py, like the
-    queries: the store's own SQL (`_Driver`) writes and reads rows with them."""
+    queries: the store's own SQL (`Sql`) writes and reads rows with them."""
     columns: dict[str, tuple[tuple[Any, ...], ...]] = {}
     for name in sorted(t.metadata.tables):
         table = t.metadata.tables[name]
@@ -348,11 +348,11 @@ class GateView:
         self._take_lock()
         return self._sa()
 
-    def driver(self) -> _Driver:
+    def driver(self) -> Sql:
         """The transaction's own driver connection, with every queued row written first."""
         self.flush()
         self._take_lock()
-        return _Driver(self._raw if self._raw is not None else self._pg)
+        return Sql(self._raw if self._raw is not None else self._pg)
 
     def _take_lock(
         self, rows: int = 0, reads: libpq.Statement | None = None
@@ -630,7 +630,7 @@ class GateView:
         return self._flags[name]
 
 
-class _Driver:
+class Sql:
     """Plain SQL with `:name` parameters on the driver's own connection (sqlite3's or
     psycopg's), inside a transaction the caller opened: the runner's writes and reads
     and an admission's rows, without SQLAlchemy. Rows are written and read as SQLAlchemy
@@ -640,6 +640,11 @@ class _Driver:
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self._sqlite = isinstance(raw, sqlite3.Connection)
+
+    @property
+    def connection(self) -> Any:
+        """The driver's connection (sqlite3's or psycopg's)."""
+        return self._raw
 
     def _run(self, sql: str, parameters: Mapping[str, Any]) -> Any:
         if self._sqlite:
@@ -717,7 +722,7 @@ class _Driver:
 
 
 def _pending_approval(
-    db: _Driver, decision_id: int, request_id: int, now: float, expires_at: float, **more: Any
+    db: Sql, decision_id: int, request_id: int, now: float, expires_at: float, **more: Any
 ) -> int:
     approval_id = db.insert(
         "approvals",
@@ -734,7 +739,7 @@ def _pending_approval(
     return approval_id
 
 
-def _next_attempt(db: _Driver, execution_id: int, **values: Any) -> int:
+def _next_attempt(db: Sql, execution_id: int, **values: Any) -> int:
     """Insert attempt n+1 of an execution's decision, with `values`; its id."""
     rows = db.mappings("SELECT * FROM executions WHERE id = :id", "executions", id=execution_id)
     if not rows:
@@ -783,7 +788,7 @@ class Store:
         self._write_lock = threading.Lock()
         self._gate: sqlite3.Connection | None = None  # used under the write lock only
         self._gate_engine: Engine | None = None
-        # PostgreSQL's psycopg connection for the gate and `_driver_write` (under the
+        # PostgreSQL's psycopg connection for the gate and `sql_writing` (under the
         # write lock), and the driver connection the gate's SQLAlchemy engine joins.
         self._pg_writer: Any = None
         self._gate_engine_raw: Any = None
@@ -1053,21 +1058,21 @@ class Store:
             raise
 
     @contextmanager
-    def _driver_write(self, doing: str = "writing") -> Iterator[_Driver]:
+    def sql_writing(self, doing: str = "writing") -> Iterator[Sql]:
         """A write transaction in plain SQL on the driver's connection, serialized against
         every other writer and gate like `_write`, without SQLAlchemy."""
         if self._path is not None:
             with self._write_lock:
                 raw = self._gate_connection()
                 with _raw_transaction(raw, doing):
-                    yield _Driver(raw)
+                    yield Sql(raw)
             return
         if self._conninfo is not None:
             with self._pg_write(doing) as raw:
-                yield _Driver(raw)
+                yield Sql(raw)
             return
         with self._write() as connection:  # an in-memory SQLite: SQLAlchemy's connection
-            yield _Driver(connection.connection.driver_connection)
+            yield Sql(connection.connection.driver_connection)
 
     @contextmanager
     def _pg_write(self, doing: str) -> Iterator[Any]:
@@ -1091,14 +1096,14 @@ class Store:
                 raise
 
     @contextmanager
-    def _driver_read(self, doing: str = "reading") -> Iterator[_Driver]:
+    def sql_reading(self, doing: str = "reading") -> Iterator[Sql]:
         """A read transaction in plain SQL on the driver's connection."""
         if self._path is not None or self._conninfo is not None:
             with self._raw_read(doing) as raw:
-                yield _Driver(raw)
+                yield Sql(raw)
             return
         with self._read() as connection:
-            yield _Driver(connection.connection.driver_connection)
+            yield Sql(connection.connection.driver_connection)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -1281,7 +1286,7 @@ class Store:
         Returns None on success, or the id of the execution holding the lease.
         Raises StoreError if the execution is no longer queued (another worker got it).
         """
-        with self._driver_write() as db:
+        with self.sql_writing() as db:
             held = db.rows(
                 'SELECT execution_id, expires_at FROM leases WHERE "key" = :key', key=lease_key
             )
@@ -1330,7 +1335,7 @@ class Store:
         Returns False when the execution was no longer running (it was declared
         interrupted meanwhile): the outcome is then kept in its details only.
         """
-        with self._driver_write() as db:
+        with self.sql_writing() as db:
             found = db.rows(
                 "SELECT started_at, playbook FROM executions WHERE id = :id", id=execution_id
             )
@@ -1371,7 +1376,7 @@ class Store:
 
     def add_attempt(self, execution_id: int, *, now: float, owner: str, expires_at: float) -> int:
         """A retry: a new execution row (attempt n+1) for the same decision, already running."""
-        with self._driver_write() as db:
+        with self.sql_writing() as db:
             new_id = _next_attempt(
                 db,
                 execution_id,
@@ -1403,7 +1408,7 @@ class Store:
             if not view.select("SELECT 1 FROM executions WHERE status = 'running' LIMIT 1"):
                 return []
         host = socket.gethostname()
-        with self._driver_write() as db:
+        with self.sql_writing() as db:
             rows = db.rows(
                 "SELECT id, lease_owner, lease_expires_at FROM executions WHERE status = 'running'"
             )
@@ -1433,14 +1438,14 @@ class Store:
     def requeue(self, execution_id: int, *, now: float) -> int:
         """A new queued attempt of an interrupted execution's decision (it counts against
         the gate like any attempt)."""
-        with self._driver_write() as db:
+        with self.sql_writing() as db:
             return _next_attempt(db, execution_id, admitted_at=now, status="queued")
 
     def escalate_interrupted(
         self, execution_id: int, *, now: float, expires_at: float
     ) -> int | None:
         """A pending approval to run an interrupted execution's request again."""
-        with self._driver_write() as db:
+        with self.sql_writing() as db:
             found = db.rows(
                 "SELECT executions.decision_id, decisions.request_id FROM executions"
                 " JOIN decisions ON decisions.id = executions.decision_id"
@@ -1476,7 +1481,7 @@ class Store:
     def execution(self, execution_id: int) -> dict[str, Any] | None:
         if not 1 <= execution_id <= self.largest_id:
             return None
-        with self._driver_read() as db:
+        with self.sql_reading() as db:
             rows = db.mappings(
                 "SELECT * FROM executions WHERE id = :id", "executions", id=execution_id
             )
@@ -1484,7 +1489,7 @@ class Store:
 
     def execution_with_request(self, execution_id: int) -> dict[str, Any]:
         """An execution with what the runner needs of its decision and request."""
-        with self._driver_read() as db:
+        with self.sql_reading() as db:
             rows = db.mappings(
                 "SELECT executions.*, decisions.reason, decisions.confidence,"
                 " requests.parameters, requests.timeout_seconds, requests.chain_run_id"
@@ -1568,7 +1573,7 @@ class Store:
             return [dict(row) for row in connection.execute(query).mappings()]
 
     def impacts_of(self, execution_id: int) -> list[dict[str, Any]]:
-        with self._driver_read() as db:
+        with self.sql_reading() as db:
             return db.mappings(
                 "SELECT kind, subject, value FROM impacts WHERE execution_id = :id",
                 "impacts",
