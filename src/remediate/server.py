@@ -84,12 +84,15 @@ def _serve(
         )
     # Deciding, running, recording, scrapes and samples need no SQLAlchemy (about 12 MB
     # and 100 ms to import): only chain runs, approvals, the decision history and
-    # reports do. When a route sends alerts to a chain, SQLAlchemy is imported in the
-    # background a moment after the server is up, so the first chain alert does not
-    # stall every alert behind it. The node-exporter textfile is then written: over a
+    # reports do. When a route or an embedded schedule names a chain, SQLAlchemy is
+    # imported in the background a moment after the server is up, so the first chain
+    # run does not stall every alert behind it. The node-exporter textfile is then written: over a
     # long history that first count takes seconds, and alerts must not wait for it.
     stopping = threading.Event()
-    chains_routed = any(route.chain for route in settings.routes)
+    chains_routed = any(route.chain for route in settings.routes) or (
+        settings.schedules.runner == "embedded"
+        and any(schedule.chain for schedule in settings.schedules.items)
+    )
 
     def warm_up() -> None:
         if stopping.wait(WARM_UP_DELAY_SECONDS):

@@ -236,6 +236,58 @@ def test_the_runner_writes_and_reads_executions_as_sqlalchemy_does(store: Store)
     ]
 
 
+@pytest.mark.integration
+def test_a_runner_write_survives_a_held_connection_that_died_unseen(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the connection gate transactions and runner writes share can die
+    without a trace on its socket (a failover, a dropped NAT entry). The write's first
+    statement, the lock, then fails with nothing done: it is sent again on a new
+    connection, and the write goes through."""
+    import psycopg
+
+    from remediate.store import store as store_module
+
+    store = Store.open(postgres_url)
+    _empty(store)
+    try:
+        store.set_flag("paused", None, now=1.0)
+        with store.gate_transaction() as view:  # opens the held connection
+            view.expect(0, flags=("paused",))
+        held = store._pg_writer
+        assert held is not None
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (held.info.backend_pid,))
+        # As for a connection lost without a FIN: its socket looks idle.
+        monkeypatch.setattr(store_module, "_idle_and_alive", lambda raw: not raw.closed)
+        assert store.sweep_interrupted(now=1.0) == []
+        with store.gate_transaction() as view:
+            request_id = Store.insert_request(
+                view, {"created_at": 1.0, "source": "webhook", "confidence": 95.0}
+            )
+        assert store._pg_writer is not held and held.closed
+        with store.sql_reading() as db:
+            assert db.rows("SELECT count(*) FROM requests WHERE id = :id", id=request_id) == [(1,)]
+        # A runner write on a held connection that died the same way.
+        held = store._pg_writer
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (held.info.backend_pid,))
+        store.set_flag("paused", {"by": "test"}, now=2.0)
+        with store.sql_writing() as db:
+            assert db.execute("UPDATE flags SET updated_at = 3.0 WHERE name = 'paused'") == 1
+        assert store._pg_writer is not held
+    finally:
+        store.close()
+
+
+def test_plain_sql_errors_are_store_errors_on_an_in_memory_store() -> None:
+    store = Store.open("sqlite://")
+    with pytest.raises(StoreError, match="no such column"), store.sql_reading() as db:
+        db.rows("SELECT nope FROM executions")
+    with pytest.raises(StoreError, match="no such column"), store.sql_writing() as db:
+        db.rows("SELECT nope FROM executions")
+
+
 def test_ids_taken_up_front_follow_the_order_rows_are_queued(store: Store) -> None:
     """A batch says how many rows it will queue (on PostgreSQL the ids of both tables
     come in one round trip); one more than it said still gets an id; ids ascend in the

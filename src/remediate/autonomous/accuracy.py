@@ -69,41 +69,50 @@ def _remediated(db: Sql, resource: str, since: float, until: float) -> bool:
 def score_matured(
     store: Store, config: Autonomous, *, now: float, actual: ActualSource | None = None
 ) -> list[Scored]:
-    """Score every unscored forecast whose horizon is past; returns what was scored."""
+    """Score every unscored forecast whose horizon is past; returns what was scored.
+
+    The outcomes are worked out first, outside the store's write lock (`actual` may ask
+    Prometheus over HTTP), then written in one transaction; a forecast another process
+    scored meanwhile keeps its score."""
     within = max(2 * config.sample_interval_seconds, 3600.0)
-    done: list[Scored] = []
-    with store.gate_transaction() as view:
-        db = view.driver()
+    outcomes: list[Scored] = []
+    with store.sql_reading() as db:
         rows = db.rows(
             "SELECT id, resource, created_at, horizon_at, predicted FROM forecasts"
             " WHERE scored_at IS NULL AND horizon_at <= :now ORDER BY horizon_at, id",
             now=now,
         )
-        for forecast_id, resource, created_at, horizon_at, predicted in rows:
-            if _remediated(db, resource, created_at, horizon_at):
-                outcome = Scored(forecast_id, resource, predicted, None, None, "remediated")
-            else:
-                sample = (
-                    actual(resource, horizon_at)
-                    if actual is not None
-                    else nearest(db, resource, horizon_at, within)
-                )
-                if sample is None:
-                    if now - horizon_at < GIVE_UP_SECONDS:
-                        continue  # the sample may still arrive (the sampler runs behind)
-                    outcome = Scored(forecast_id, resource, predicted, None, None, "no sample")
-                else:
-                    value = score(predicted, sample.percent, config.tolerance_percent)
-                    outcome = Scored(
-                        forecast_id, resource, predicted, sample.percent, value, "scored"
-                    )
-            db.update(
+        remediated = {row[0] for row in rows if _remediated(db, row[1], row[2], row[3])}
+        stored = (
+            {row[0]: nearest(db, row[1], row[3], within) for row in rows} if actual is None else {}
+        )
+    for forecast_id, resource, _created_at, horizon_at, predicted in rows:
+        if forecast_id in remediated:
+            outcomes.append(Scored(forecast_id, resource, predicted, None, None, "remediated"))
+            continue
+        sample = actual(resource, horizon_at) if actual is not None else stored[forecast_id]
+        if sample is None:
+            if now - horizon_at < GIVE_UP_SECONDS:
+                continue  # the sample may still arrive (the sampler runs behind)
+            outcomes.append(Scored(forecast_id, resource, predicted, None, None, "no sample"))
+        else:
+            value = score(predicted, sample.percent, config.tolerance_percent)
+            outcomes.append(
+                Scored(forecast_id, resource, predicted, sample.percent, value, "scored")
+            )
+    if not outcomes:
+        return []
+    done: list[Scored] = []
+    with store.gate_transaction() as view:
+        db = view.driver()
+        for outcome in outcomes:
+            if db.update(
                 "forecasts",
                 {"scored_at": now, "actual": outcome.actual, "score": outcome.score},
                 "id = :id AND scored_at IS NULL",
-                id=forecast_id,
-            )
-            done.append(outcome)
+                id=outcome.forecast_id,
+            ):
+                done.append(outcome)
     return done
 
 

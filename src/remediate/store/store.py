@@ -1085,7 +1085,15 @@ class Store:
             raw = None
             try:
                 raw = self._held_gate_connection()
-                raw.execute(_PG_LOCK, {"lock": _GATE_LOCK})
+                try:
+                    raw.execute(_PG_LOCK, {"lock": _GATE_LOCK})
+                except psycopg.OperationalError:
+                    if not raw.broken:
+                        raise
+                    # The held connection died unseen (nothing was done on it yet):
+                    # once more on a new one.
+                    raw = self._reopen_gate()
+                    raw.execute(_PG_LOCK, {"lock": _GATE_LOCK})
                 yield raw
                 raw.commit()
             except BaseException as error:
@@ -1118,6 +1126,8 @@ class Store:
                 else:
                     with connection.begin():
                         yield connection
+        except sqlite3.Error as error:  # plain SQL on the driver's connection (`Sql`)
+            raise _driver_error(error, "reading") from error
         except Exception as error:
             if _from_sqlalchemy(error):
                 raise _store_error(error, "reading") from error
