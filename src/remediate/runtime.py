@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("remediate")
 
 
+def open_store(settings: Settings) -> Store:
+    """The settings' store, opened and brought to the newest schema."""
+    return Store.open(
+        settings.state.resolved_url(), busy_timeout=settings.state.busy_timeout_seconds
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -34,11 +41,16 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, settings: Settings, *, config_path: Path | None = None, clock: Clock | None = None
+        cls,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        clock: Clock | None = None,
+        store: Store | None = None,
     ) -> Runtime:
-        store = Store.open(
-            settings.state.resolved_url(), busy_timeout=settings.state.busy_timeout_seconds
-        )
+        """The object graph; `store`, when given, is the settings' store, already open."""
+        if store is None:
+            store = open_store(settings)
         return cls(
             settings=settings,
             store=store,

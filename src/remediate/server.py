@@ -9,9 +9,15 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from remediate.config.models import Settings
 from remediate.errors import RemediateError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from remediate.store import Store
 
 WARM_UP_DELAY_SECONDS = 0.5
 
@@ -66,17 +72,51 @@ def serve(
         gc.enable()
 
 
+class _Opening:
+    """The settings' store, opened in a thread of its own while `serve` imports the
+    server: the connection and, on a new database, the schema are mostly waiting on the
+    database (on PostgreSQL about 80 ms of the server's own work). The driver is
+    imported first, here: importing it is work for this same core, not waiting."""
+
+    def __init__(self, settings: Settings) -> None:
+        from remediate.runtime import open_store
+
+        if settings.state.resolved_url().startswith("postgresql"):
+            import psycopg  # noqa: F401
+
+        self._store: Store | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._open, args=(open_store, settings), name="remediate-open", daemon=True
+        )
+        self._thread.start()
+
+    def _open(self, open_store: Callable[[Settings], Store], settings: Settings) -> None:
+        try:
+            self._store = open_store(settings)
+        except BaseException as error:  # raised again in the thread that asks for it
+            self._error = error
+
+    def store(self) -> Store:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._store is not None
+        return self._store
+
+
 def _serve(
     settings: Settings, host: str, port: int | None, token: str | None, *, config_path: Path | None
 ) -> None:
     """Build the runtime, the app and the background threads, then serve until stopped."""
+    opening = _Opening(settings)
     import uvicorn
 
     from remediate.pipeline.worker import Worker
     from remediate.runtime import Runtime
     from remediate.webhook.app import create_app
 
-    runtime = Runtime.build(settings, config_path=config_path)
+    runtime = Runtime.build(settings, config_path=config_path, store=opening.store())
     interrupted = runtime.pipeline.recover()
     if interrupted:
         logging.getLogger("remediate").warning(

@@ -153,3 +153,21 @@ def test_serve_writes_the_textfile_then_decides_runs_and_is_scraped_without_sqla
         assert _sqlalchemy_mapped(serve.pid)
     finally:
         stop_serve(serve)
+
+
+def test_serve_on_an_unreachable_store_says_so_and_exits(tmp_path: Path) -> None:
+    """The store opens in a thread of its own while serve imports the server: a store
+    that cannot be reached still ends serve with the store's error, not a traceback."""
+    config = tmp_path / "remediate.yml"
+    config.write_text(
+        f"state: {{directory: {tmp_path / 'state'}, url: 'postgresql://postgres@127.0.0.1:1/x'}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "remediate", "-c", str(config), "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "the store failed while reading the schema version" in done.stderr
+    assert "Traceback" not in done.stderr
