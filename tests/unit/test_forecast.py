@@ -196,6 +196,33 @@ def test_a_forecast_is_scored_against_the_sample_at_its_horizon(
     assert one.score == pytest.approx(1 - abs(one.predicted - 55.0) / 10)
 
 
+def test_an_actual_value_from_elsewhere_is_asked_outside_the_write_lock(
+    store: Store, clock: ManualClock, week_settings: Settings
+) -> None:
+    """Prometheus answers over HTTP: while it is asked, gate decisions must not wait on
+    the store's write lock. The outcome is written after, once."""
+    for hour in range(30):
+        step_hour(store, clock, week_settings, 50 + 0.1 * hour)
+    forecast_now(store, clock, week_settings)
+    clock.advance(hours=25)
+    asked: list[bool] = []
+
+    def from_prometheus(resource: str, when: float) -> Sample:
+        asked.append(store._write_lock.locked())
+        return Sample(when, resource, 55.0, 100.0)
+
+    scored = accuracy.score_matured(
+        store, week_settings.autonomous, now=clock.now(), actual=from_prometheus
+    )
+    assert asked and not any(asked)
+    assert {item.note for item in scored} == {"scored"}
+    assert all(item.actual == pytest.approx(55.0) for item in scored)
+    again = accuracy.score_matured(
+        store, week_settings.autonomous, now=clock.now(), actual=from_prometheus
+    )
+    assert again == []
+
+
 def test_a_remediated_resource_closes_its_forecast_unscored(
     store: Store, clock: ManualClock, week_settings: Settings, tmp_path: Path
 ) -> None:
