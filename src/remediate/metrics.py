@@ -195,12 +195,14 @@ class StoreCollector(Collector):
         yield rate
 
     def _accuracy(self, db: Sql) -> Iterator[Metric]:
+        from remediate.autonomous.accuracy import rolling_by_resource
+
         accuracy = GaugeMetricFamily(
             "remediation_predictive_accuracy",
             "Mean score (0-1) of the forecasts scored in the rolling window, by resource.",
             labels=["resource"],
         )
-        scores = accuracy_by_resource(
+        scores = rolling_by_resource(
             db,
             now=self.clock.now(),
             window_days=self.settings.autonomous.accuracy.window_days,
@@ -407,18 +409,6 @@ _AGGREGATES_OF_IMPACTS = (
     _Aggregate("oom", ("subject",), (("sum(value)", "sum"),), ("kind = 'oom_detected'",)),
     _Aggregate("vacuum", ("subject",), (), ("kind = 'rows_removed'",), latest=True),
 )
-
-
-def accuracy_by_resource(db: Sql, *, now: float, window_days: float) -> dict[str, float]:
-    """`remediation_predictive_accuracy{resource}`: the rolling mean score per resource
-    of the forecasts scored in the window."""
-    rows = db.rows(
-        "SELECT resource, avg(score) FROM forecasts WHERE score IS NOT NULL"
-        " AND scored_at >= :since AND scored_at <= :now GROUP BY resource ORDER BY resource",
-        since=now - window_days * 86400,
-        now=now,
-    )
-    return {resource: float(mean) for resource, mean in rows}
 
 
 def _sorted(groups: Groups) -> list[tuple[tuple[Any, ...], list[Any]]]:

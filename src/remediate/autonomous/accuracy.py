@@ -135,6 +135,17 @@ def rolling(db: Sql, *, now: float, window_days: float, resource: str | None = N
     return Accuracy(None if mean is None else float(mean), int(count or 0))
 
 
+def rolling_by_resource(db: Sql, *, now: float, window_days: float) -> dict[str, float]:
+    """`remediation_predictive_accuracy{resource}`: the rolling mean per resource."""
+    rows = db.rows(
+        "SELECT resource, avg(score) FROM forecasts WHERE score IS NOT NULL"
+        " AND scored_at >= :since AND scored_at <= :now GROUP BY resource ORDER BY resource",
+        since=now - window_days * DAY,
+        now=now,
+    )
+    return {resource: float(mean) for resource, mean in rows}
+
+
 @dataclass(frozen=True)
 class Breaker:
     open: bool

@@ -94,10 +94,10 @@ def predict(
         forecasts = _with_predict_linear(client, forecasts, config.window_days * DAY, problems)
     if record:
         forecast.save(store, forecasts)
-    from remediate.metrics import accuracy_by_resource
-
     with store.sql_reading() as db:
-        by_resource = accuracy_by_resource(db, now=now, window_days=config.accuracy.window_days)
+        by_resource = accuracy.rolling_by_resource(
+            db, now=now, window_days=config.accuracy.window_days
+        )
     return Prediction(
         forecasts=forecasts,
         breaker=accuracy.breaker(store, config, now=now),

@@ -688,8 +688,8 @@ class Sql:
 
     def insert_many(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         for group in _by_columns([dict(row) for row in rows]):
-            sql, _ = self._insert(table, group[0])
-            prepared = [self._insert(table, row)[1] for row in group]
+            statements = [self._insert(table, row) for row in group]
+            sql, prepared = statements[0][0], [row for _sql, row in statements]
             if self._sqlite:
                 self._raw.executemany(sql, prepared)
             else:
