@@ -148,8 +148,9 @@ def alert_fixes(store: Store, fixes: list[tuple[str, float, float]]) -> list[dic
     for request, execution, (fingerprint, starts, _) in zip(
         requests, executions, fixes, strict=True
     ):
-        request.update(alertname="ServiceDown", fingerprint=fingerprint, alert_starts_at=starts)
-        execution["alertname"] = "ServiceDown"
+        alert = {"alertname": "ServiceDown", "fingerprint": fingerprint, "alert_starts_at": starts}
+        request.update(alert)
+        execution.update(alert)  # a run carries the alert it answered, as its request does
     for table, rows in zip(
         (t.requests, t.decisions, t.executions), (requests, decisions, executions), strict=True
     ):

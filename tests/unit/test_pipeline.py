@@ -256,6 +256,37 @@ def test_retries_record_every_attempt_and_count_them(pipeline: Pipeline, tmp_pat
     assert [tuple(row) for row in rows] == [(1, "failure"), (2, "failure"), (3, "success")]
 
 
+def test_every_attempt_carries_the_alert_it_answers(
+    pipeline: Pipeline, tmp_path: Path, clock: ManualClock
+) -> None:
+    """Each run of an alert, retries included, holds the alert's fingerprint and start (ROI
+    pairs the fix with the alert's resolved notification by them); a run asked for by
+    hand holds none."""
+    import sqlalchemy as sa
+
+    from remediate.analytics.roi import resolved
+    from remediate.analytics.window import Window
+    from remediate.store.tables import executions
+
+    start = clock.now() - 120
+    alert = Alert("FlakyDown", fingerprint="c0ffee", starts_at=start)
+    _, report = pipeline.run(
+        Request("flaky", {"marker": str(tmp_path / "n")}, source="webhook", alert=alert)
+    )
+    assert report is not None and report.attempts == 3
+    pipeline.run(Request("ok"))
+    with pipeline.store.reading() as connection:
+        rows = connection.execute(
+            sa.select(
+                executions.c.playbook, executions.c.fingerprint, executions.c.alert_starts_at
+            ).order_by(executions.c.id)
+        ).all()
+    assert [tuple(row) for row in rows] == [("flaky", "c0ffee", start)] * 3 + [("ok", None, None)]
+    window = Window(clock.now() - 3600, clock.now() + 3600)
+    fixes = resolved(pipeline.store, window)
+    assert set(fixes) == {"flaky"} and fixes["flaky"].alerts_fixed == 1
+
+
 def test_the_same_fix_never_runs_twice_at_once(
     settings: Any, store_url: str, clock: ManualClock
 ) -> None:

@@ -158,6 +158,68 @@ def test_an_older_schema_migrates_through_alembic_to_the_same_schema(
     assert by_name(described(older_url)) == by_name(described(fresh_url))
 
 
+def test_migration_0008_gives_each_run_the_alert_its_request_holds(
+    empty_urls: list[str],
+) -> None:
+    """Runs recorded before 0008 get their alert's fingerprint and start from their request
+    (ROI's resolution times read them from the run); a run without an alert keeps none."""
+    url, _, _ = empty_urls
+    requests = [
+        {"id": 1, "fingerprint": "f1", "alert_starts_at": 10.5, "alertname": "DiskFull"},
+        {"id": 2, "fingerprint": "f2", "alert_starts_at": 20.0, "alertname": "Down"},
+        {"id": 3, "fingerprint": None, "alert_starts_at": None, "alertname": None},
+    ]
+    # Run 3 retried run 2 (same decision); run 4 was asked for by hand.
+    runs = [(1, 1, 1, "DiskFull"), (2, 2, 1, "Down"), (3, 2, 2, "Down"), (4, 3, 1, None)]
+
+    def older(connection: sa.Connection) -> None:
+        schema.migrate(connection, to="0007")
+        for row in requests:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO requests (id, created_at, source, parameters, alertname,"
+                    " fingerprint, alert_starts_at, confidence, forced, dry_run) VALUES (:id, 1,"
+                    " 'webhook', '{}', :alertname, :fingerprint, :alert_starts_at, 100, false,"
+                    " false)"
+                ),
+                row,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO decisions (id, request_id, created_at, source, action, reason,"
+                    " confidence, forced) VALUES (:id, :id, 1, 'webhook', 'execute', '', 100,"
+                    " false)"
+                ),
+                row,
+            )
+        for run, decision, attempt, alertname in runs:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO executions (id, decision_id, attempt, playbook, target, source,"
+                    " alertname, forced, admitted_at, status) VALUES (:run, :decision, :attempt,"
+                    " 'p', '-', 'webhook', :alertname, false, 1, 'success')"
+                ),
+                {"run": run, "decision": decision, "attempt": attempt, "alertname": alertname},
+            )
+
+    on(url, older)
+    on(url, lambda connection: schema.upgrade(connection, head=SCHEMA_HEAD))
+    store = Store.open(url, migrate=False)
+    try:
+        with store.engine.connect() as connection:
+            carried = connection.execute(
+                sa.text("SELECT id, fingerprint, alert_starts_at FROM executions ORDER BY id")
+            ).all()
+    finally:
+        store.close()
+    assert [tuple(row) for row in carried] == [
+        (1, "f1", 10.5),
+        (2, "f2", 20.0),
+        (3, "f2", 20.0),
+        (4, None, None),
+    ]
+
+
 def test_alembic_continues_from_a_fresh_schema(empty_urls: list[str]) -> None:
     fresh_url, _, _ = empty_urls
     on(fresh_url, created)

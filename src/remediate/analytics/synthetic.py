@@ -310,7 +310,7 @@ class _Generator:
         attempt, admitted = 1, at
         while True:
             status, finished = self._execution(
-                batch, decision_id, attempt, playbook, target, source, alertname, admitted
+                batch, decision_id, attempt, playbook, target, source, alert, admitted
             )
             retry = status != "success" and attempt < 3 and rng.random() < 0.3 and room > attempt
             if not retry:
@@ -342,9 +342,10 @@ class _Generator:
         playbook: str,
         target: str,
         source: str,
-        alertname: str | None,
+        alert: dict[str, Any],
         admitted: float,
     ) -> tuple[str, float]:
+        alertname = alert.get("alertname")
         rng, profile = self.rng, PROFILES[playbook]
         execution_id = self.ids.execution
         self.ids.execution += 1
@@ -378,6 +379,8 @@ class _Generator:
                 "details": {},
                 "lease_owner": None,
                 "lease_expires_at": None,
+                "fingerprint": alert.get("fingerprint"),
+                "alert_starts_at": alert.get("starts_at"),
             }
         )
         for kind, subject, value in self._impacts(playbook, target, status, root_cause):

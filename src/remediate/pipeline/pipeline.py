@@ -275,6 +275,8 @@ class Pipeline:
                     "target": target,
                     "source": request.source,
                     "alertname": request.alert.name if request.alert else None,
+                    "fingerprint": request.alert.fingerprint if request.alert else None,
+                    "alert_starts_at": request.alert.starts_at if request.alert else None,
                     "idempotency_key": key,
                     "forced": request.forced,
                     "admitted_at": now,

@@ -76,7 +76,7 @@ def _from_sqlalchemy(error: BaseException) -> TypeGuard[SQLAlchemyError]:
 
 
 # The newest migration in store/migrations/versions; a test keeps the two in step.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 _GATE_LOCK = 0x72656D65  # "reme": the advisory lock id that serializes gate decisions
 
 FAILED = ("failure", "timeout")
@@ -87,6 +87,8 @@ _ATTEMPT_COPIES = (
     "target",
     "source",
     "alertname",
+    "fingerprint",
+    "alert_starts_at",
     "idempotency_key",
     "forced",
 )

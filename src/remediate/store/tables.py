@@ -134,6 +134,11 @@ executions = Table(
     Column("details", JSON),
     Column("lease_owner", String(128)),
     Column("lease_expires_at", Float),
+    # The alert it answered, as its request holds it: ROI's resolution times join a run to
+    # the alert's resolved notification by these without reading decisions and requests
+    # (migration 0008).
+    Column("fingerprint", String(128)),
+    Column("alert_starts_at", Float),
     Index("ix_executions_admitted_at", "admitted_at"),
     Index("ix_executions_playbook_admitted_at", "playbook", "admitted_at"),
     Index("ix_executions_alertname_admitted_at", "alertname", "admitted_at"),
