@@ -47,14 +47,16 @@ class Runtime:
         config_path: Path | None = None,
         clock: Clock | None = None,
         store: Store | None = None,
+        registry: Registry | None = None,
     ) -> Runtime:
-        """The object graph; `store`, when given, is the settings' store, already open."""
+        """The object graph; `store`, when given, is the settings' store, already open, and
+        `registry`, when given, the settings' playbooks."""
         if store is None:
             store = open_store(settings)
         return cls(
             settings=settings,
             store=store,
-            registry=Registry.from_settings(settings),
+            registry=registry or Registry.from_settings(settings),
             clock=clock or SystemClock(),
             config_path=config_path,
         )

@@ -171,3 +171,44 @@ def test_serve_on_an_unreachable_store_says_so_and_exits(tmp_path: Path) -> None
     assert done.returncode == 1
     assert "the store failed while reading the schema version" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_modules_serve_imports_ahead_are_there_and_serve_needs_them(tmp_path: Path) -> None:
+    """serve imports the modules uvicorn, anyio and /health would import anyway while its
+    store opens (on a new PostgreSQL database, while the server creates the schema). A
+    module renamed by a new release would make that a silent no-op: each must import,
+    and a server that imported none of them ahead still loads each by its first answer."""
+    import importlib
+
+    from remediate.server import SERVING_MODULES
+
+    for name in SERVING_MODULES:
+        importlib.import_module(name)
+    code = (
+        "import sys, threading, urllib.request\n"
+        "import remediate.server as server\n"
+        "from remediate.entry import _settings\n"
+        "from pathlib import Path\n"
+        "server._import_ahead = lambda: None\n"
+        "def ask():\n"
+        "    import time\n"
+        "    for _ in range(400):\n"
+        "        try:\n"
+        f"            urllib.request.urlopen('http://127.0.0.1:{{port}}/health', timeout=1)\n"
+        "            break\n"
+        "        except OSError:\n"
+        "            time.sleep(0.05)\n"
+        f"    missing = [m for m in {SERVING_MODULES!r} if m not in sys.modules]\n"
+        "    print('missing', missing, flush=True)\n"
+        "    import os, signal; os.kill(os.getpid(), signal.SIGINT)\n"
+        "threading.Thread(target=ask, daemon=True).start()\n"
+        "settings, path = _settings(Path(sys.argv[1]))\n"
+        "server.serve(settings, config_path=path, port={port})\n"
+    ).format(port=free_port())
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(_config(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "missing []" in done.stdout, done.stdout + done.stderr
