@@ -56,7 +56,7 @@ class Runtime:
         return cls(
             settings=settings,
             store=store,
-            registry=registry or Registry.from_settings(settings),
+            registry=Registry.from_settings(settings) if registry is None else registry,
             clock=clock or SystemClock(),
             config_path=config_path,
         )
