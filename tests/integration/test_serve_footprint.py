@@ -184,27 +184,29 @@ def test_the_modules_serve_imports_ahead_are_there_and_serve_needs_them(tmp_path
 
     for name in SERVING_MODULES:
         importlib.import_module(name)
-    code = (
-        "import sys, threading, urllib.request\n"
-        "import remediate.server as server\n"
-        "from remediate.entry import _settings\n"
-        "from pathlib import Path\n"
-        "server._import_ahead = lambda: None\n"
-        "def ask():\n"
-        "    import time\n"
-        "    for _ in range(400):\n"
-        "        try:\n"
-        f"            urllib.request.urlopen('http://127.0.0.1:{{port}}/health', timeout=1)\n"
-        "            break\n"
-        "        except OSError:\n"
-        "            time.sleep(0.05)\n"
-        f"    missing = [m for m in {SERVING_MODULES!r} if m not in sys.modules]\n"
-        "    print('missing', missing, flush=True)\n"
-        "    import os, signal; os.kill(os.getpid(), signal.SIGINT)\n"
-        "threading.Thread(target=ask, daemon=True).start()\n"
-        "settings, path = _settings(Path(sys.argv[1]))\n"
-        "server.serve(settings, config_path=path, port={port})\n"
-    ).format(port=free_port())
+    port = free_port()
+    code = f"""
+import os, signal, sys, threading, time, urllib.request
+from pathlib import Path
+import remediate.server as server
+from remediate.entry import _settings
+
+server._import_ahead = lambda: None
+
+def ask():
+    for _ in range(400):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.05)
+    print("missing", [m for m in {SERVING_MODULES!r} if m not in sys.modules], flush=True)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=ask, daemon=True).start()
+settings, path = _settings(Path(sys.argv[1]))
+server.serve(settings, config_path=path, port={port})
+"""
     done = subprocess.run(
         [sys.executable, "-c", code, str(_config(tmp_path))],
         capture_output=True,

@@ -242,7 +242,8 @@ class Pipeline:
             verdict = view.verdicts[same]
         else:
             verdict = self._verdict(request, view, target, risk, now)
-        request_id = Store.insert_request(view, _request_row(request, now))
+        request_row = _request_row(request, now)
+        request_id = Store.insert_request(view, request_row)
         action = {"allow": "execute", "block": "block", "escalate": "escalate"}[verdict.action]
         reason = verdict.reason or ("forced by operator" if request.forced else "all checks passed")
         decision_id = Store.insert_decision(
@@ -274,9 +275,10 @@ class Pipeline:
                     "playbook": request.playbook,
                     "target": target,
                     "source": request.source,
-                    "alertname": request.alert.name if request.alert else None,
-                    "fingerprint": request.alert.fingerprint if request.alert else None,
-                    "alert_starts_at": request.alert.starts_at if request.alert else None,
+                    # The alert it answers, as the request row holds it.
+                    "alertname": request_row["alertname"],
+                    "fingerprint": request_row["fingerprint"],
+                    "alert_starts_at": request_row["alert_starts_at"],
                     "idempotency_key": key,
                     "forced": request.forced,
                     "admitted_at": now,
