@@ -6,7 +6,9 @@ Each HTTP server is pinned to core 0 with taskset and loaded by `wrk -t1` on cor
 with the same 1.4 KB Alertmanager payload, at c=10 and c=50, three 10 s runs of each
 (interleaved; the medians are judged). The ceiling is a no-op
 Starlette + uvicorn app measured in the same run; remediate's figures are reported
-as ratios to it and checked against the budgets. Only 127.0.0.1 is ever targeted,
+as ratios to it and checked against the budgets. Beside it, not judged, the durable
+floor (bench/floor_app.py): the same app storing each body as one group-committed
+SQLite row before it answers. Only 127.0.0.1 is ever targeted,
 every loop is bounded. Needs wrk (apt-get install wrk) and two cores. Start-up is the
 median of nine starts on new databases; idle RSS is read a second after the first.
 The reports are timed over a million executions on SQLite and, unless --skip-postgres,
@@ -54,6 +56,16 @@ BUDGETS = {
     "help_ms_max": 250,
     "report_s_max": 2,
 }
+# How the reference servers (the no-op ceiling, the durable floor) are served.
+UVICORN_OPTIONS = (
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+)
 # Start-up is the median of this many starts, each on a new empty database.
 START_RUNS = 9
 # Each load level runs this many times on the same server: one 10 s run on a shared VM
@@ -194,7 +206,7 @@ def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int
             for connections, runs in levels.items():
                 runs.append(wrk(f"{base}/webhook", connections, seconds))
         c10, c50 = (median_run(levels[10]), median_run(levels[50]))
-        p200 = payload_200(f"{base}/webhook") if name != "noop" else None
+        p200 = payload_200(f"{base}/webhook") if name not in ("noop", "floor") else None
         stop.set()
         sampler.join()
         return {
@@ -426,15 +438,28 @@ def main() -> int:
                 "-m",
                 "uvicorn",
                 "bench.noop_app:app",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--log-level",
-                "warning",
-                "--no-access-log",
+                *UVICORN_OPTIONS,
             ],
             dict(os.environ, PYTHONPATH=str(ROOT)),
+            args.seconds,
+        )
+        # The durable floor: the no-op app plus one row per notification, group-committed
+        # to SQLite before the answer (bench/floor_app.py). Not judged; it shows how much
+        # of the gap to the ceiling any durable receiver of this shape pays.
+        results["servers"]["floor"] = measure_server(
+            "floor",
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "bench.floor_app:app",
+                *UVICORN_OPTIONS,
+            ],
+            dict(
+                os.environ,
+                PYTHONPATH=str(ROOT),
+                REMEDIATE_FLOOR_DB=str(directory / "floor.db"),
+            ),
             args.seconds,
         )
         (directory / "sqlite").mkdir()
