@@ -3,6 +3,7 @@ rollback, resume of an interrupted run, dry run, config errors and metrics."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -46,6 +47,12 @@ def playbooks(markers: Path) -> list[dict[str, Any]]:
             "rollback": [step(["rm", f"{markers}/{{file}}"])],
         },
         {"name": "ok", "risk": "low", "steps": [step(["true"])]},
+        {
+            "name": "stuck",
+            "risk": "low",
+            "steps": [step(["true"])],
+            "rollback": [step(["sh", "-c", "echo still there >&2; exit 4"])],
+        },
         {"name": "fail", "risk": "low", "steps": [step(["sh", "-c", "echo boom >&2; exit 3"])]},
         {
             "name": "hang",
@@ -137,19 +144,49 @@ def test_each_strategy_handles_a_failing_middle_step_as_named(
     assert "exited 3" in report.steps[1].detail.summary
 
 
-def test_rollback_reports_the_steps_that_could_not_be_undone(
+def test_rollback_reports_and_audits_the_steps_it_tried_to_undo(
     tmp_path: Path, store: Store, store_url: str, clock: ManualClock
 ) -> None:
     settings = make_settings(
         tmp_path,
         store_url,
-        chain("rollback-on-failure", MARK_A, {"name": "ok"}, {"name": "fail"}),
+        chain("rollback-on-failure", MARK_A, {"name": "stuck"}, {"name": "ok"}, {"name": "fail"}),
     )
     report = runner_for(settings, store, clock).run("c")
-    assert statuses(report) == ["rolled_back", "success", "failure"]
+    assert statuses(report) == ["rolled_back", "success", "success", "failure"]
+    assert report.steps[2].detail.undone is False
+    assert report.steps[2].detail.rollback == "could not be undone: ok has no rollback"
     assert report.steps[1].detail.undone is False
-    assert report.steps[1].detail.rollback == "could not be undone: ok has no rollback"
+    assert report.steps[1].detail.rollback.startswith("could not be undone: rollback failure")
     assert any("could not be undone" in hint for hint in report.advice)
+    assert not (tmp_path / "markers" / "a").exists()
+    # Each step the rollback tried to undo is a line in the audit log, newest first,
+    # with the rollback's own status and output, and the step's ids and parameters.
+    audit = settings.state.resolved_audit_log().read_text().splitlines()
+    lines = [json.loads(line) for line in audit]
+    ok, stuck, mark = [line for line in lines if line["action"] == "rollback"]
+    run = f"chain c run {report.run.id}"
+    assert (ok["playbook"], ok["status"], ok["success"], ok["duration_s"]) == (
+        "ok",
+        None,  # it has no rollback: nothing ran
+        None,
+        None,
+    )
+    assert ok["reason"] == f"{run}: could not be undone: ok has no rollback"
+    assert (stuck["playbook"], stuck["status"], stuck["success"]) == ("stuck", "failure", False)
+    assert "still there" in stuck["stderr"] and stuck["duration_s"] is not None
+    assert (mark["playbook"], mark["status"], mark["success"]) == ("mark", "success", True)
+    assert mark["reason"] == f"{run}: rolled back: 1 step(s) done"
+    assert [line["execution_id"] for line in (ok, stuck, mark)] == [
+        report.steps[position].execution_id for position in (2, 1, 0)
+    ]
+    assert mark["parameters"] == {"file": "a"}
+    executed = {line["execution_id"]: line for line in lines if line["action"] == "execute"}
+    for line in (ok, stuck, mark):  # the step's own decision, source and confidence
+        step_line = executed[line["execution_id"]]
+        assert [line[key] for key in ("id", "source", "confidence")] == [
+            step_line[key] for key in ("id", "source", "confidence")
+        ]
 
 
 @pytest.mark.parametrize(

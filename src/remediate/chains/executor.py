@@ -31,6 +31,7 @@ from remediate.chains.records import RunRow, RunSpec, StepDetail, StepRow
 from remediate.clock import Clock
 from remediate.config.models import Chain, ChainStep, Settings
 from remediate.errors import RefusedError, RemediateError, UsageError, close_matches
+from remediate.pipeline.audit import entry
 from remediate.pipeline.pipeline import Pipeline
 from remediate.pipeline.request import Request, Source
 from remediate.playbooks.base import Action, Context, Impact, Result
@@ -468,22 +469,37 @@ class ChainRunner:
         )
         for row in reversed(done):
             step = chain.playbooks[row.position]
-            undone, text = self._undo(step, row)
-            detail = row.detail.model_copy(update={"rollback": text, "undone": undone})
+            started = time.monotonic()
+            try:
+                stored = (
+                    self.store.execution_with_request(row.execution_id)
+                    if row.execution_id
+                    else None
+                )
+            except RemediateError as error:  # as before: this step not undone, the rest go on
+                stored = None
+                undo = _Undo(False, f"could not be undone: reading its run: {error.message}")
+            else:
+                undo = self._undo(step, row, stored)
+            detail = row.detail.model_copy(update={"rollback": undo.text, "undone": undo.undone})
             records.update_step(
                 self.store,
                 run_id,
                 row.position,
-                status="rolled_back" if undone else row.status,
+                status="rolled_back" if undo.undone else row.status,
                 detail=detail,
             )
+            seconds = time.monotonic() - started if undo.status is not None else None
+            self.pipeline.write_audit(
+                [_rollback_entry(run_id, chain.name, step, row, stored, undo, seconds, self.clock)]
+            )
 
-    def _undo(self, step: ChainStep, row: StepRow) -> tuple[bool, str]:
+    def _undo(self, step: ChainStep, row: StepRow, stored: Mapping[str, Any] | None) -> _Undo:
         try:
             playbook = self.registry.get(step.name)
             params = playbook.parse_parameters(step.parameters)
         except RemediateError as error:
-            return False, f"could not be undone: {error.message}"
+            return _Undo(False, f"could not be undone: {error.message}")
         timeout = self._step_timeout(step) or playbook.timeout
         ctx = Context(
             settings=self.settings,
@@ -492,18 +508,19 @@ class ChainRunner:
             deadline=time.monotonic() + timeout,
         )
         try:
-            result = playbook.rollback(ctx, params, self._stored_result(row))
+            result = playbook.rollback(ctx, params, self._stored_result(row, stored))
         except Exception as error:  # a rollback bug is reported, never a crash mid-rollback
-            return False, f"could not be undone: rollback raised {type(error).__name__}: {error}"
+            text = f"could not be undone: rollback raised {type(error).__name__}: {error}"
+            return _Undo(False, text, "error")
         if result is None:
-            return False, f"could not be undone: {step.name} has no rollback"
+            return _Undo(False, f"could not be undone: {step.name} has no rollback")
         if not result.ok:
-            return False, f"could not be undone: rollback {result.status}: {result.summary}"
-        return True, f"rolled back: {result.summary or 'done'}"
+            text = f"could not be undone: rollback {result.status}: {result.summary}"
+            return _Undo(False, text, result.status, result)
+        return _Undo(True, f"rolled back: {result.summary or 'done'}", result.status, result)
 
-    def _stored_result(self, row: StepRow) -> Result:
+    def _stored_result(self, row: StepRow, stored: Mapping[str, Any] | None) -> Result:
         """The step's result as recorded, for the playbook's rollback to read."""
-        stored = self.store.execution(row.execution_id) if row.execution_id else None
         if not stored:
             return Result("success", row.detail.summary)
         impacts = tuple(
@@ -527,6 +544,50 @@ class ChainRunner:
         records.sweep(self.store, now=self.clock.now())
         run = records.load_run(self.store, run_id)
         return RunReport(run, advice(run))
+
+
+@dataclass(frozen=True)
+class _Undo:
+    """What became of one step's rollback: undone or not, what to say of it, and the
+    rollback's own status (None when nothing ran, "error" when it raised) and result."""
+
+    undone: bool
+    text: str
+    status: str | None = None
+    result: Result | None = None
+
+
+def _rollback_entry(
+    run_id: int,
+    chain: str,
+    step: ChainStep,
+    row: StepRow,
+    stored: Mapping[str, Any] | None,
+    undo: _Undo,
+    seconds: float | None,
+    clock: Clock,
+) -> dict[str, Any]:
+    """The audit line of a step the rollback tried to undo, beside the step's own
+    execution line: what a rollback ran on the host is in the log, not only in the
+    chain's record. Its ids, alert, parameters and confidence are the step's."""
+    result = undo.result
+    return entry(
+        decision_id=stored["decision_id"] if stored else row.detail.decision_id,
+        timestamp=clock.now(),
+        source=stored["source"] if stored else "chain",
+        playbook=step.name,
+        alert=stored["alertname"] if stored else None,
+        parameters=stored["parameters"] if stored else step.parameters,
+        action="rollback",
+        reason=f"chain {chain} run {run_id}: {undo.text}",
+        confidence=float(stored["confidence"]) if stored else None,
+        status=undo.status,
+        execution_id=row.execution_id,
+        stdout=result.stdout if result is not None else "",
+        stderr=result.stderr if result is not None else "",
+        duration_s=seconds,
+        forced=bool(stored["forced"]) if stored else False,
+    )
 
 
 def advice(run: RunRow) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""The JSONL audit log: one line per decision, appended and fsynced after the store commit.
+"""The JSONL audit log: one line per decision, per execution's outcome and per chain
+step a rollback tried to undo, appended and fsynced after the store commit.
 
 The store is the source of truth; this file is its append-only mirror for jq
 and log shippers. Fields: the seed's (timestamp, alert, playbook, parameters,
@@ -109,7 +110,7 @@ class AuditLog:
 
 def entry(
     *,
-    decision_id: int,
+    decision_id: int | None,
     timestamp: float,
     source: str,
     playbook: str | None,
@@ -117,7 +118,7 @@ def entry(
     parameters: Any,
     action: str,
     reason: str,
-    confidence: float,
+    confidence: float | None,
     status: str | None = None,
     execution_id: int | None = None,
     check: str | None = None,

@@ -212,7 +212,7 @@ class Pipeline:
 
         def follow_up() -> None:
             if entries:
-                self._audit(entries, sync=sync_audit)
+                self.write_audit(entries, sync=sync_audit)
             for decision, item in zip(decisions, items, strict=True):
                 if decision.approval_id is not None and isinstance(item, Request):
                     self._notify_escalation(decision, item)
@@ -480,7 +480,7 @@ class Pipeline:
     ) -> Report:
         stored = self.store.execution(execution_id) or {}
         duration = float(stored.get("duration_seconds") or 0.0)
-        self._audit(
+        self.write_audit(
             [
                 entry(
                     decision_id=row["decision_id"],
@@ -550,7 +550,7 @@ class Pipeline:
                     )
         return interrupted
 
-    def _audit(self, entries: list[dict[str, Any]], *, sync: bool = True) -> None:
+    def write_audit(self, entries: list[dict[str, Any]], *, sync: bool = True) -> None:
         """Mirror decisions to the JSONL log. The store already holds them: a full or
         broken disk here is logged, never turned into a lost or repeated decision."""
         try:
