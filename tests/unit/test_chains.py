@@ -22,7 +22,7 @@ from remediate.chains.records import RunSpec
 from remediate.clock import ManualClock
 from remediate.config.loader import load_settings
 from remediate.config.models import Settings
-from remediate.errors import ConfigError, ConfigErrors, RefusedError
+from remediate.errors import ConfigError, ConfigErrors, RefusedError, StoreError
 from remediate.pipeline.pipeline import Pipeline
 from remediate.pipeline.request import Request
 from remediate.playbooks.registry import Registry
@@ -187,6 +187,44 @@ def test_rollback_reports_and_audits_the_steps_it_tried_to_undo(
         assert [line[key] for key in ("id", "source", "confidence")] == [
             step_line[key] for key in ("id", "source", "confidence")
         ]
+
+
+def test_a_step_whose_run_cannot_be_read_stays_done_and_the_rollback_goes_on(
+    tmp_path: Path,
+    store: Store,
+    store_url: str,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(
+        tmp_path, store_url, chain("rollback-on-failure", MARK_A, MARK_B, {"name": "fail"})
+    )
+    runner = runner_for(settings, store, clock)
+    read = store.execution_with_request
+    reads_of_b: list[int] = []
+
+    def flaky(execution_id: int) -> dict[str, Any]:
+        row = read(execution_id)
+        if (row["parameters"] or {}).get("file") == "b":
+            reads_of_b.append(execution_id)
+            if len(reads_of_b) > 1:  # the runner's read passes; the rollback's fails
+                raise StoreError("disk I/O error")
+        return row
+
+    monkeypatch.setattr(store, "execution_with_request", flaky)
+    report = runner.run("c")
+    assert (report.status, statuses(report)) == ("failure", ["rolled_back", "success", "failure"])
+    assert report.steps[1].detail.rollback == "could not be undone: reading its run: disk I/O error"
+    assert (tmp_path / "markers" / "b").exists()  # not undone, and said so
+    assert not (tmp_path / "markers" / "a").exists()  # the older step still was
+    audit = settings.state.resolved_audit_log().read_text().splitlines()
+    b, a = [line for line in map(json.loads, audit) if line["action"] == "rollback"]
+    assert (b["status"], b["execution_id"], b["id"]) == (
+        None,
+        report.steps[1].execution_id,
+        report.steps[1].detail.decision_id,
+    )
+    assert (a["status"], a["execution_id"]) == ("success", report.steps[0].execution_id)
 
 
 @pytest.mark.parametrize(
