@@ -7,8 +7,9 @@ with the same 1.4 KB Alertmanager payload, at c=10 and c=50, three 10 s runs of 
 (interleaved; the medians are judged). The ceiling is a no-op
 Starlette + uvicorn app measured in the same run; remediate's figures are reported
 as ratios to it and checked against the budgets. Beside it, not judged, the durable
-floor (bench/floor_app.py): the same app storing each body as one group-committed
-SQLite row before it answers. Only 127.0.0.1 is ever targeted,
+no-op (bench/durable_noop_app.py): the same app storing each body as one
+group-committed SQLite row before it answers, on Starlette and bare ASGI (as
+remediate answers its webhook). Only 127.0.0.1 is ever targeted,
 every loop is bounded. Needs wrk (apt-get install wrk) and two cores. Start-up is the
 median of nine starts on new databases; idle RSS is read a second after the first.
 The reports are timed over a million executions on SQLite and, unless --skip-postgres,
@@ -56,7 +57,9 @@ BUDGETS = {
     "help_ms_max": 250,
     "report_s_max": 2,
 }
-# How the reference servers (the no-op ceiling, the durable floor) are served.
+# The reference servers: the no-op ceiling and the durable no-ops (not judged).
+REFERENCES = ("noop", "noop_durable", "bare_durable")
+# How the reference servers are served.
 UVICORN_OPTIONS = (
     "--loop",
     "uvloop",
@@ -206,7 +209,7 @@ def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int
             for connections, runs in levels.items():
                 runs.append(wrk(f"{base}/webhook", connections, seconds))
         c10, c50 = (median_run(levels[10]), median_run(levels[50]))
-        p200 = payload_200(f"{base}/webhook") if name not in ("noop", "floor") else None
+        p200 = payload_200(f"{base}/webhook") if name not in REFERENCES else None
         stop.set()
         sampler.join()
         return {
@@ -443,25 +446,21 @@ def main() -> int:
             dict(os.environ, PYTHONPATH=str(ROOT)),
             args.seconds,
         )
-        # The durable floor: the no-op app plus one row per notification, group-committed
-        # to SQLite before the answer (bench/floor_app.py). Not judged; it shows how much
-        # of the gap to the ceiling any durable receiver of this shape pays.
-        results["servers"]["floor"] = measure_server(
-            "floor",
-            [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                "bench.floor_app:app",
-                *UVICORN_OPTIONS,
-            ],
-            dict(
-                os.environ,
-                PYTHONPATH=str(ROOT),
-                REMEDIATE_FLOOR_DB=str(directory / "floor.db"),
-            ),
-            args.seconds,
-        )
+        # The durable no-ops: the no-op app plus one row per notification, group-committed
+        # to SQLite before the answer (bench/durable_noop_app.py), on Starlette and bare
+        # ASGI as remediate answers its webhook. Not judged; they show how much of the gap
+        # to the ceiling is storing each notification durably.
+        for name, target in (("noop_durable", "app"), ("bare_durable", "bare")):
+            results["servers"][name] = measure_server(
+                name,
+                [PYTHON, "-m", "uvicorn", f"bench.durable_noop_app:{target}", *UVICORN_OPTIONS],
+                dict(
+                    os.environ,
+                    PYTHONPATH=str(ROOT),
+                    REMEDIATE_BENCH_DB=str(directory / f"{name}.db"),
+                ),
+                args.seconds,
+            )
         (directory / "sqlite").mkdir()
         argv, env = remediate_env(directory / "sqlite", None)
         results["servers"]["sqlite"] = with_start_median(
