@@ -3,7 +3,7 @@ real PostgreSQL server, and the PostgreSQL gate's two round trips per batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,12 +186,8 @@ def test_the_same_statement_twice_in_one_call(connection: Any) -> None:
     ]
 
 
-def test_a_postgresql_gate_goes_on_after_its_statements_were_dropped(postgres_url: str) -> None:
-    """The gate's first round trip finds its prepared statements gone (a pooler's
-    DISCARD ALL): only BEGIN had run, so it rolls back and sends them again, and the
-    batch is decided as if nothing happened."""
-    store = Store.open(postgres_url)
-    _empty(store)
+def _one_request_gate(store: Store) -> Callable[[], None]:
+    """A gate transaction that reads a flag and a key and records one request."""
     row = {"created_at": 1.0, "source": "webhook", "playbook": "p", "confidence": 95.0}
     row |= {"forced": False, "dry_run": False}
 
@@ -200,6 +196,16 @@ def test_a_postgresql_gate_goes_on_after_its_statements_were_dropped(postgres_ur
             view.expect(1, flags=("paused",), idempotency_keys=["k"])
             Store.insert_request(view, row)
 
+    return gate
+
+
+def test_a_postgresql_gate_goes_on_after_its_statements_were_dropped(postgres_url: str) -> None:
+    """The gate's first round trip finds its prepared statements gone (a pooler's
+    DISCARD ALL): only BEGIN had run, so it rolls back and sends them again, and the
+    batch is decided as if nothing happened."""
+    store = Store.open(postgres_url)
+    _empty(store)
+    gate = _one_request_gate(store)
     try:
         gate()
         held = store._pg_writer
@@ -214,5 +220,35 @@ def test_a_postgresql_gate_goes_on_after_its_statements_were_dropped(postgres_ur
 
             count = connection.execute(sa.select(sa.func.count()).select_from(t.requests))
             assert count.scalar_one() == 2
+    finally:
+        store.close()
+
+
+def test_a_postgresql_gate_goes_on_after_its_schema_was_created_again(postgres_url: str) -> None:
+    """The gate's prepared statements name the tables and their sequences: after the
+    schema is dropped and created again under the open store (a restore, a reset), the
+    server plans them anew and the next batch takes ids from the new sequences."""
+    import sqlalchemy as sa
+
+    from remediate.store import tables as t
+
+    store = Store.open(postgres_url)
+    _empty(store)
+    gate = _one_request_gate(store)
+    try:
+        for _ in range(3):
+            gate()
+        with store.reading() as connection:
+            before = connection.execute(sa.select(sa.func.max(t.requests.c.id))).scalar_one()
+        assert before >= 3
+        with store.engine.begin() as connection:
+            t.metadata.drop_all(connection)
+            connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+        Store.open(postgres_url).close()  # a new schema, its sequences starting at 1
+        gate()
+        gate()
+        with store.reading() as connection:
+            ids = connection.execute(sa.select(t.requests.c.id).order_by(t.requests.c.id))
+            assert list(ids.scalars()) == [1, 2]
     finally:
         store.close()
