@@ -9,7 +9,8 @@ Starlette + uvicorn app measured in the same run; remediate's figures are report
 as ratios to it and checked against the budgets. Beside it, not judged, the durable
 no-op (bench/durable_noop_app.py): the same app storing each body as one
 group-committed SQLite row before it answers, on Starlette and bare ASGI (as
-remediate answers its webhook). Only 127.0.0.1 is ever targeted,
+remediate answers its webhook). Each PostgreSQL run carries the WAL the database
+server wrote meanwhile and the share of it spent checkpointing. Only 127.0.0.1 is ever targeted,
 every loop is bounded. Needs wrk (apt-get install wrk) and two cores. Start-up is the
 median of nine starts on new databases; idle RSS is read a second after the first.
 The reports are timed over a million executions on SQLite and, unless --skip-postgres,
@@ -183,7 +184,13 @@ def spawn(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes]
     return process, port, started
 
 
-def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int) -> dict[str, Any]:
+def measure_server(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    seconds: int,
+    watch: PostgresWatch | None = None,
+) -> dict[str, Any]:
     process, port, started = spawn(argv, env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -207,7 +214,8 @@ def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int
         levels: dict[int, list[dict[str, float]]] = {10: [], 50: []}
         for _ in range(LOAD_RUNS):  # interleaved, so both levels see the same server
             for connections, runs in levels.items():
-                runs.append(wrk(f"{base}/webhook", connections, seconds))
+                load = lambda n=connections: wrk(f"{base}/webhook", n, seconds)  # noqa: E731
+                runs.append(watch.around(load) if watch else load())
         c10, c50 = (median_run(levels[10]), median_run(levels[50]))
         p200 = payload_200(f"{base}/webhook") if name not in REFERENCES else None
         stop.set()
@@ -227,6 +235,60 @@ def measure_server(name: str, argv: list[str], env: dict[str, str], seconds: int
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+class PostgresWatch:
+    """What the PostgreSQL server did during a load run, beside remediate: the WAL it
+    wrote, and the share of the run its checkpointer spent in a checkpoint (sampled
+    from pg_stat_activity every 0.2 s: `CheckpointWriteDelay` while a spread checkpoint
+    writes, any other wait or none while it works). A p99 that moves between runs on
+    PostgreSQL is read against these."""
+
+    QUERY = (
+        "SELECT pg_current_wal_lsn()::text, (SELECT coalesce(wait_event, '')"
+        " FROM pg_stat_activity WHERE backend_type = 'checkpointer')"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def around(self, run: Any) -> dict[str, Any]:
+        """`run()`'s result, with what the server did meanwhile under "postgres"."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            start_lsn, _ = self._sample(connection)
+            samples: list[str] = []
+            stop = threading.Event()
+
+            def sample() -> None:
+                with psycopg.connect(self.url, autocommit=True) as watcher:
+                    while not stop.wait(0.2):
+                        samples.append(self._sample(watcher)[1])
+
+            thread = threading.Thread(target=sample, daemon=True)
+            thread.start()
+            try:
+                result = run()
+            finally:
+                stop.set()
+                thread.join()
+            end_lsn, _ = self._sample(connection)
+            written = connection.execute(
+                "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", (end_lsn, start_lsn)
+            ).fetchone()
+        busy = [event for event in samples if event != "CheckpointerMain"]
+        return {
+            **result,
+            "postgres": {
+                "wal_mb": round(float(written[0]) / 2**20, 1) if written else None,
+                "checkpointing": round(len(busy) / len(samples), 2) if samples else None,
+            },
+        }
+
+    def _sample(self, connection: Any) -> tuple[str, str]:
+        lsn, event = connection.execute(self.QUERY).fetchone()
+        return lsn, event or ""
 
 
 def start_ms(argv: list[str], env: dict[str, str]) -> float:
@@ -393,6 +455,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"{server['idle_rss_mb']} | {server['peak_rss_mb']} | {server['start_ms']} | "
             f"{server['c10']['rps'] / ceiling:.2f} |"
         )
+    for name, server in results["servers"].items():
+        watched = [
+            f"c={level} {run['rps']:.0f}/s p99 {run['p99_ms']:.1f} ms, WAL "
+            f"{run['postgres']['wal_mb']} MB, checkpointing {run['postgres']['checkpointing']}"
+            for level in (10, 50)
+            for run in server[f"c{level}"]["runs"]
+            if "postgres" in run
+        ]
+        if watched:
+            lines += ["", f"{name}, each run with what PostgreSQL did meanwhile: "]
+            lines += [f"- {entry}" for entry in watched]
     for store, key in (("SQLite", "metrics_scrape"), ("PostgreSQL", "metrics_scrape_postgresql")):
         scrape = results.get(key)
         if scrape:
@@ -474,7 +547,7 @@ def main() -> int:
                 argv, env = remediate_env(directory / "pg", database[1])
                 try:
                     results["servers"]["postgresql"] = measure_server(
-                        "postgresql", argv, env, args.seconds
+                        "postgresql", argv, env, args.seconds, PostgresWatch(database[1])
                     )
                 finally:
                     drop_postgres(database[0])
