@@ -20,6 +20,7 @@ on PostgreSQL (after VACUUM ANALYZE, as autovacuum would run it).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -211,15 +213,17 @@ def measure_server(
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        levels: dict[int, list[dict[str, float]]] = {10: [], 50: []}
-        for _ in range(LOAD_RUNS):  # interleaved, so both levels see the same server
-            for connections, runs in levels.items():
-                load = lambda n=connections: wrk(f"{base}/webhook", n, seconds)  # noqa: E731
-                runs.append(watch.around(load) if watch else load())
-        c10, c50 = (median_run(levels[10]), median_run(levels[50]))
-        p200 = payload_200(f"{base}/webhook") if name not in REFERENCES else None
-        stop.set()
-        sampler.join()
+        levels: dict[int, list[dict[str, Any]]] = {10: [], 50: []}
+        try:
+            for _ in range(LOAD_RUNS):  # interleaved, so both levels see the same server
+                for connections, runs in levels.items():
+                    load = functools.partial(wrk, f"{base}/webhook", connections, seconds)
+                    runs.append(watch.around(load) if watch else load())
+            c10, c50 = (median_run(levels[10]), median_run(levels[50]))
+            p200 = payload_200(f"{base}/webhook") if name not in REFERENCES else None
+        finally:
+            stop.set()
+            sampler.join()
         return {
             "server": name,
             "start_ms": round(start_s * 1000, 1),
@@ -240,55 +244,88 @@ def measure_server(
 class PostgresWatch:
     """What the PostgreSQL server did during a load run, beside remediate: the WAL it
     wrote, and the share of the run its checkpointer spent in a checkpoint (sampled
-    from pg_stat_activity every 0.2 s: `CheckpointWriteDelay` while a spread checkpoint
-    writes, any other wait or none while it works). A p99 that moves between runs on
-    PostgreSQL is read against these."""
+    from pg_stat_activity every 0.2 s: `CheckpointerMain` is its idle wait; any other
+    wait, or none while it works, is a checkpoint). A p99 that moves between runs on
+    PostgreSQL is read against these. Bounded: each query may take 2 s, the sampler is
+    waited for 5 s; a failure is reported with the run instead of ending the bench."""
 
     QUERY = (
-        "SELECT pg_current_wal_lsn()::text, (SELECT coalesce(wait_event, '')"
-        " FROM pg_stat_activity WHERE backend_type = 'checkpointer')"
+        "SELECT pg_current_wal_lsn()::text, CASE WHEN pg_has_role('pg_read_all_stats', 'MEMBER')"
+        " THEN (SELECT coalesce(wait_event, '-') FROM pg_stat_activity"
+        " WHERE backend_type = 'checkpointer') END"
     )
+    CONNECT = {"autocommit": True, "connect_timeout": 3, "options": "-c statement_timeout=2000"}
 
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def around(self, run: Any) -> dict[str, Any]:
+    def around(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """`run()`'s result, with what the server did meanwhile under "postgres"."""
         import psycopg
 
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            start_lsn, _ = self._sample(connection)
-            samples: list[str] = []
-            stop = threading.Event()
+        samples: list[str | None] = []
+        errors: list[str] = []
+        stop = threading.Event()
 
-            def sample() -> None:
-                with psycopg.connect(self.url, autocommit=True) as watcher:
+        def sample() -> None:
+            try:
+                with psycopg.connect(self.url, **self.CONNECT) as watcher:
                     while not stop.wait(0.2):
                         samples.append(self._sample(watcher)[1])
+            except psycopg.Error as error:
+                errors.append(f"sampling: {error}")
 
-            thread = threading.Thread(target=sample, daemon=True)
-            thread.start()
-            try:
-                result = run()
-            finally:
-                stop.set()
-                thread.join()
-            end_lsn, _ = self._sample(connection)
-            written = connection.execute(
-                "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", (end_lsn, start_lsn)
+        try:
+            start_lsn = self._lsn()
+        except psycopg.Error as error:
+            return {**run(), "postgres": {"error": f"before the run: {error}"}}
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            result = run()
+        finally:
+            stop.set()
+            thread.join(5)
+        watched: dict[str, Any] = {"checkpointing": checkpointing(samples)}
+        try:
+            watched["wal_mb"] = round(self._wal_since(start_lsn) / 2**20, 1)
+        except psycopg.Error as error:
+            errors.append(f"after the run: {error}")
+        if errors:
+            watched["error"] = "; ".join(errors)
+        return {**result, "postgres": watched}
+
+    def _lsn(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url, **self.CONNECT) as connection:
+            return self._sample(connection)[0]
+
+    def _wal_since(self, start_lsn: str) -> float:
+        import psycopg
+
+        with psycopg.connect(self.url, **self.CONNECT) as connection:
+            row = connection.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (start_lsn,)
             ).fetchone()
-        busy = [event for event in samples if event != "CheckpointerMain"]
-        return {
-            **result,
-            "postgres": {
-                "wal_mb": round(float(written[0]) / 2**20, 1) if written else None,
-                "checkpointing": round(len(busy) / len(samples), 2) if samples else None,
-            },
-        }
+        return float(row[0])
 
-    def _sample(self, connection: Any) -> tuple[str, str]:
-        lsn, event = connection.execute(self.QUERY).fetchone()
-        return lsn, event or ""
+    @staticmethod
+    def _sample(connection: Any) -> tuple[str, str | None]:
+        """The current WAL position and the checkpointer's wait event ("-" while it
+        works without waiting): None when it cannot be seen (no such row, or a role
+        without pg_read_all_stats, which is shown no other backend's wait)."""
+        lsn, event = connection.execute(PostgresWatch.QUERY).fetchone()
+        return lsn, event
+
+
+def checkpointing(samples: list[str | None]) -> float | None:
+    """The share of samples in which the checkpointer was not idle ("-": working, no
+    wait), over the samples that saw it; None if none did."""
+    seen = [event for event in samples if event is not None]
+    if not seen:
+        return None
+    return round(sum(event != "CheckpointerMain" for event in seen) / len(seen), 2)
 
 
 def start_ms(argv: list[str], env: dict[str, str]) -> float:
@@ -309,6 +346,8 @@ def fresh_starts(store: str, directory: Path, runs: int) -> list[float]:
         state = directory / f"{store}-start-{run}"
         state.mkdir()
         database = postgres_database() if store == "postgresql" else None
+        if store == "postgresql" and database is None:
+            raise RuntimeError("PostgreSQL went away: no database for a start-up sample")
         try:
             argv, env = remediate_env(state, database[1] if database else None)
             samples.append(round(start_ms(argv, env), 1))
@@ -394,6 +433,12 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             ("c10 p99 ms", server["c10"]["p99_ms"], "<=", BUDGETS["c10_p99_ms_max"]),
             ("c50 p99 ms", server["c50"]["p99_ms"], "<=", BUDGETS["c50_p99_ms_max"]),
             (
+                "answers other than 2xx under load",
+                server["c10"]["non_2xx"] + server["c50"]["non_2xx"],
+                "<=",
+                0,
+            ),
+            (
                 "200-alert payload ms (median)",
                 server["payload_200"]["median_ms"],
                 "<=",
@@ -437,6 +482,18 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def watched_text(watched: dict[str, Any]) -> str:
+    """A run's PostgresWatch figures in words."""
+    parts = []
+    if watched.get("wal_mb") is not None:
+        parts.append(f"WAL {watched['wal_mb']} MB")
+    share = watched.get("checkpointing")
+    parts.append("checkpointing: not seen" if share is None else f"checkpointing {share:.0%} of it")
+    if watched.get("error"):
+        parts.append(f"watch failed: {watched['error']}")
+    return ", ".join(parts)
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Benchmarks",
@@ -456,16 +513,22 @@ def markdown(results: dict[str, Any]) -> str:
             f"{server['c10']['rps'] / ceiling:.2f} |"
         )
     for name, server in results["servers"].items():
-        watched = [
-            f"c={level} {run['rps']:.0f}/s p99 {run['p99_ms']:.1f} ms, WAL "
-            f"{run['postgres']['wal_mb']} MB, checkpointing {run['postgres']['checkpointing']}"
-            for level in (10, 50)
-            for run in server[f"c{level}"]["runs"]
-            if "postgres" in run
+        # The levels alternate (c=10, c=50, c=10, ...): listed in the order they ran.
+        in_order = [
+            (level, run)
+            for pair in zip(server["c10"]["runs"], server["c50"]["runs"], strict=False)
+            for level, run in zip((10, 50), pair, strict=True)
         ]
-        if watched:
-            lines += ["", f"{name}, each run with what PostgreSQL did meanwhile: "]
-            lines += [f"- {entry}" for entry in watched]
+        if any("postgres" in run for _, run in in_order):
+            lines += [
+                "",
+                f"{name}, each run in the order it ran, with what PostgreSQL did meanwhile:",
+            ]
+            for number, (level, run) in enumerate(in_order, 1):
+                lines.append(
+                    f"{number}. c={level} {run['rps']:.0f}/s, p99 {run['p99_ms']:.1f} ms, "
+                    + watched_text(run.get("postgres") or {})
+                )
     for store, key in (("SQLite", "metrics_scrape"), ("PostgreSQL", "metrics_scrape_postgresql")):
         scrape = results.get(key)
         if scrape:

@@ -1,7 +1,8 @@
 """An alert storm: 100,000 alerts in at most 60 s, fresh and duplicate, several names and
-instances, on SQLite and on PostgreSQL. Executions exactly as the limits allow, no
-duplicate execution, every alert has its decision row, and the receiver keeps
-answering."""
+instances, on SQLite and on PostgreSQL. Executions exactly as the limits allow (seven
+routed names, each its own playbook: the global limit of 5 an hour admits five, the
+15-minute cooldown none twice), no duplicate execution, every alert has its decision
+row, and the receiver keeps answering."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 ALERTS = 100_000
 PER_NOTIFICATION = 100
-NAMES = ["DiskA", "DiskB", "ServiceC", "ServiceD", "Noise"]  # Noise has no route
-PLAYBOOK_OF = {"DiskA": "clean", "DiskB": "clean", "ServiceC": "heal", "ServiceD": "poke"}
+ROUTED = 7
+PLAYBOOK_OF = {f"Alert{n}": f"fix{n}" for n in range(ROUTED)}
+NAMES = [*PLAYBOOK_OF, "Noise"]  # Noise has no route
+GLOBAL_LIMIT = 5  # the seed's executions an hour
 
 
 def _rows(tmp_path: Path, url: str | None, sql: str) -> list[tuple[Any, ...]]:
@@ -88,7 +91,11 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
 
         def probe() -> None:
             while time.monotonic() - started < 60 and len(statuses) < notifications:
-                health.append(httpx.get(f"{base}/health", timeout=10).status_code)
+                try:
+                    health.append(httpx.get(f"{base}/health", timeout=10).status_code)
+                except httpx.HTTPError as error:  # counted as a failure, not the end of it
+                    health.append(-1)
+                    print(f"/health: {error!r}")
                 time.sleep(0.5)
 
         threads = [threading.Thread(target=send) for _ in range(8)]
@@ -103,21 +110,24 @@ def test_a_storm_is_decided_in_full_and_executes_only_what_the_limits_allow(
         stop_serve(serve)
 
     assert statuses.count(200) == ALERTS // PER_NOTIFICATION, "not every notification answered"
-    assert health and set(health) == {200}
+    assert len(health) >= 3 and set(health) == {200}, health
     [(decisions,)] = _rows(tmp_path, serve_store_url, "SELECT count(*) FROM decisions")
     executed = _rows(
         tmp_path, serve_store_url, "SELECT playbook, count(*) FROM executions GROUP BY playbook"
     )
-    [(duplicates,)] = _rows(
-        tmp_path,
-        serve_store_url,
-        "SELECT count(*) FROM (SELECT decision_id FROM executions"
-        " GROUP BY decision_id HAVING count(*) > 1) AS repeated",
+    refusals = dict(
+        _rows(
+            tmp_path,
+            serve_store_url,
+            "SELECT check_name, count(*) FROM decisions WHERE action = 'block' GROUP BY check_name",
+        )
     )
     assert decisions == ALERTS
-    # Within one minute the 15-minute cooldown admits each playbook exactly once.
-    assert dict(executed) == {"clean": 1, "heal": 1, "poke": 1}
-    assert duplicates == 0
-    for marker in markers.iterdir():
-        assert marker.read_text() == "x\n"
+    # Five of the seven playbooks run, each once: the global limit, then the cooldown.
+    assert sum(count for _, count in executed) == GLOBAL_LIMIT, executed
+    assert {count for _, count in executed} == {1}, executed
+    assert set(dict(executed)) <= set(PLAYBOOK_OF.values())
+    assert refusals.get("rate_limit", 0) > 0, refusals  # the limits did bind
+    ran = {marker.name: marker.read_text() for marker in markers.iterdir()}
+    assert ran == dict.fromkeys(dict(executed), "x\n")  # on the host: exactly those, once
     print(f"\n{ALERTS} alerts decided in {elapsed:.1f} s ({ALERTS / elapsed:.0f} alerts/s)")
