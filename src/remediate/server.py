@@ -200,6 +200,9 @@ def _serve(
         )
         scheduler.start()
     app = create_app(runtime, token=token, worker=worker)
+    from remediate.webhook.protocol import protocol_class
+
+    http = protocol_class(settings.server.header_timeout_seconds)
     # Everything imported and built at start lives as long as the process: move it out of
     # the collector's sight, so full collections under load stay short.
     gc.freeze()
@@ -210,7 +213,8 @@ def _serve(
             host=host,
             port=actual_port,
             loop="uvloop",
-            http="httptools",
+            # uvicorn's httptools protocol, with a deadline on each request's head.
+            http=http,
             ws="none",  # no websocket routes: skip loading a websocket implementation
             # No X-Forwarded-* rewriting (nothing here reads the client address) and no
             # Server header: less work on every answer of an alert storm.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import select
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +17,17 @@ import pytest
 from tests.fixtures_monitoring import free_port, start_serve, stop_serve
 
 
+def _serve(tmp_path: Path, server: str) -> tuple[subprocess.Popen[bytes], int, str]:
+    """A real `remediate serve` with these `server:` settings: process, port, base URL."""
+    config = tmp_path / "remediate.yml"
+    config.write_text(f"state: {{directory: {tmp_path / 'state'}}}\nserver: {{{server}}}\n")
+    port = free_port()
+    return start_serve(config, port, tmp_path / "serve.log"), port, f"http://127.0.0.1:{port}"
+
+
 @pytest.mark.integration
 def test_a_trickling_client_is_cut_off_while_others_are_served(tmp_path: Path) -> None:
-    config = tmp_path / "remediate.yml"
-    config.write_text(
-        f"state: {{directory: {tmp_path / 'state'}}}\nserver: {{body_timeout_seconds: 2}}\n"
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    serve = start_serve(config, port, tmp_path / "serve.log")
+    serve, port, base = _serve(tmp_path, "body_timeout_seconds: 2")
     try:
         answers: list[tuple[float, bytes]] = []
         trickling = threading.Barrier(4)  # three slow clients and the test
@@ -40,7 +43,8 @@ def test_a_trickling_client_is_cut_off_while_others_are_served(tmp_path: Path) -
                 for byte in b'"alerts": [' * 10:  # one byte a second, at most 110 s
                     ready, _, _ = select.select([sock], [], [], 1.0)
                     if ready:
-                        answers.append((time.monotonic(), sock.recv(4096)))
+                        data = sock.recv(4096)
+                        answers.append((time.monotonic(), data))
                         break
                     try:
                         sock.sendall(bytes([byte]))
@@ -54,10 +58,13 @@ def test_a_trickling_client_is_cut_off_while_others_are_served(tmp_path: Path) -
         # Meanwhile others are answered, each with its decision: all of them before the
         # slow ones are cut off (a server stalled on those would answer after).
         served = []
-        for n in range(20):
-            alert = {"status": "firing", "labels": {"alertname": "Other", "instance": f"h{n}"}}
-            response = httpx.post(f"{base}/webhook", json={"alerts": [alert]}, timeout=10)
-            served.append((response.status_code, len(response.json()["results"])))
+        with httpx.Client(timeout=10) as client:  # one connection, as Alertmanager keeps
+            for n in range(20):
+                labels = {"alertname": "Other", "instance": f"h{n}"}
+                response = client.post(
+                    f"{base}/webhook", json={"alerts": [{"status": "firing", "labels": labels}]}
+                )
+                served.append((response.status_code, len(response.json()["results"])))
         others_done = time.monotonic()
         for thread in slow:
             thread.join(timeout=60)
@@ -86,3 +93,58 @@ def test_a_trickling_client_is_cut_off_while_others_are_served(tmp_path: Path) -
         assert chunked.status_code == 413
     finally:
         stop_serve(serve)
+
+
+@pytest.mark.integration
+def test_a_slow_request_head_or_a_silent_connection_is_cut_off(tmp_path: Path) -> None:
+    """A client sending its request line and headers a byte a second gets 408 and is
+    closed; one that connects and sends nothing is closed; neither holds up others."""
+    serve, port, base = _serve(tmp_path, "header_timeout_seconds: 2")
+    head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" * 3
+    ended: dict[str, tuple[float, bytes]] = {}
+    started = threading.Barrier(3)
+
+    def trickle() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head[:1])
+            started.wait(10)
+            for byte in head[1:]:  # one byte a second, at most about 150 s
+                ready, _, _ = select.select([sock], [], [], 1.0)
+                if ready:
+                    data = sock.recv(4096)
+                    ended["trickle"] = (time.monotonic(), data)
+                    return
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    ended["trickle"] = (time.monotonic(), b"")
+                    return
+
+    def silent() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            started.wait(10)
+            data = sock.recv(4096)  # b"": closed on us
+            ended["silent"] = (time.monotonic(), data)
+
+    threads = [threading.Thread(target=trickle), threading.Thread(target=silent)]
+    try:
+        for thread in threads:
+            thread.start()
+        started.wait(10)
+        with httpx.Client(timeout=10) as client:
+            served = [
+                client.post(f"{base}/webhook", json={"alerts": []}).status_code for _ in range(20)
+            ]
+        others_done = time.monotonic()
+        for thread in threads:
+            thread.join(timeout=60)
+        # The server goes on after cutting them off.
+        after = httpx.post(f"{base}/webhook", json={"alerts": []}, timeout=10).status_code
+    finally:
+        stop_serve(serve)
+    assert served == [200] * 20 and after == 200
+    assert set(ended) == {"trickle", "silent"}
+    assert ended["trickle"][1].startswith(b"HTTP/1.1 408"), ended
+    assert b"request head not received within 2 s" in ended["trickle"][1]
+    assert ended["silent"][1] == b""
+    assert others_done < min(at for at, _ in ended.values())

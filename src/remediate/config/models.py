@@ -496,6 +496,9 @@ class Server(Model):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     # A client that has not sent its whole body by then gets 408 (slow-client defence).
     body_timeout_seconds: float = Field(10, gt=0)
+    # Likewise its request line and headers, from its connection or its request's first
+    # byte; a connection that sent nothing by then is closed.
+    header_timeout_seconds: float = Field(10, gt=0)
 
 
 class Settings(Model):
