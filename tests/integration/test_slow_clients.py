@@ -3,6 +3,7 @@ clients sending one byte a second are cut off by a timeout without stalling othe
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import subprocess
@@ -97,36 +98,64 @@ def test_a_trickling_client_is_cut_off_while_others_are_served(tmp_path: Path) -
 
 @pytest.mark.integration
 def test_a_slow_request_head_or_a_silent_connection_is_cut_off(tmp_path: Path) -> None:
-    """A client sending its request line and headers a byte a second gets 408 and is
-    closed; one that connects and sends nothing is closed; neither holds up others."""
+    """Cut off, without holding up others: a client sending its request line and headers
+    a byte a second (408), one that connects and sends nothing, one that sends a blank
+    line after a request and nothing more (both closed), and one whose second request's
+    head trickles in on a kept-alive connection (408)."""
     serve, port, base = _serve(tmp_path, "header_timeout_seconds: 2")
     head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" * 3
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 14\r\n\r\n{"alerts": []}'
+    )
     ended: dict[str, tuple[float, bytes]] = {}
-    started = threading.Barrier(3)
+    started = threading.Barrier(5)
 
-    def trickle() -> None:
+    def answered(sock: socket.socket) -> None:
+        """Send one whole request and read its whole answer: the connection is kept alive."""
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        status_and_headers, _, body = data.partition(b"\r\n\r\n")
+        assert status_and_headers.startswith(b"HTTP/1.1 200"), data
+        length = int(re.search(rb"content-length: (\d+)", status_and_headers).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += sock.recv(4096)
+
+    def trickle(name: str, first: bool) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            if not first:
+                answered(sock)
             sock.sendall(head[:1])
             started.wait(10)
             for byte in head[1:]:  # one byte a second, at most about 150 s
                 ready, _, _ = select.select([sock], [], [], 1.0)
                 if ready:
                     data = sock.recv(4096)
-                    ended["trickle"] = (time.monotonic(), data)
+                    ended[name] = (time.monotonic(), data)
                     return
                 try:
                     sock.sendall(bytes([byte]))
                 except OSError:
-                    ended["trickle"] = (time.monotonic(), b"")
+                    ended[name] = (time.monotonic(), b"")
                     return
 
-    def silent() -> None:
+    def silent(name: str, blank_line: bool) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            if blank_line:
+                answered(sock)
+                sock.sendall(b"\r\n")
             started.wait(10)
             data = sock.recv(4096)  # b"": closed on us
-            ended["silent"] = (time.monotonic(), data)
+            ended[name] = (time.monotonic(), data)
 
-    threads = [threading.Thread(target=trickle), threading.Thread(target=silent)]
+    threads = [
+        threading.Thread(target=trickle, args=("trickle", True)),
+        threading.Thread(target=trickle, args=("second request", False)),
+        threading.Thread(target=silent, args=("silent", False)),
+        threading.Thread(target=silent, args=("blank line", True)),
+    ]
     try:
         for thread in threads:
             thread.start()
@@ -143,8 +172,9 @@ def test_a_slow_request_head_or_a_silent_connection_is_cut_off(tmp_path: Path) -
     finally:
         stop_serve(serve)
     assert served == [200] * 20 and after == 200
-    assert set(ended) == {"trickle", "silent"}
-    assert ended["trickle"][1].startswith(b"HTTP/1.1 408"), ended
-    assert b"request head not received within 2 s" in ended["trickle"][1]
-    assert ended["silent"][1] == b""
+    assert set(ended) == {"trickle", "second request", "silent", "blank line"}
+    for name in ("trickle", "second request"):
+        assert ended[name][1].startswith(b"HTTP/1.1 408"), ended
+        assert b"request head not received within 2 s" in ended[name][1]
+    assert ended["silent"][1] == ended["blank line"][1] == b""
     assert others_done < min(at for at, _ in ended.values())
